@@ -1,0 +1,174 @@
+"""The processed on-disk format, `data/processed/<name>/` (format version 1; see docs/DATA_FORMAT.md).
+
+manifest.json, items.parquet, rows_{train,valid,test}.npz, embeddings/<model>.npy, sid/<tokenizer>.npz.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FORMAT_VERSION = 1
+DEFAULT_ROOT = Path("data/processed")
+
+
+@dataclass
+class Rows:
+    """One split's evaluation rows. history: (R, H) item ids, left-aligned chronological, -1 padded."""
+
+    user: np.ndarray  # (R,)
+    history: np.ndarray  # (R, H)
+    hist_len: np.ndarray  # (R,)
+    target: np.ndarray  # (R,)
+    ts: np.ndarray  # (R,)
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def subset(self, idx) -> "Rows":
+        return Rows(self.user[idx], self.history[idx], self.hist_len[idx], self.target[idx], self.ts[idx])
+
+
+def model_slug(model_name: str) -> str:
+    return model_name.replace("/", "__")
+
+
+class ProcessedDataset:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        mf = self.path / "manifest.json"
+        if not mf.exists():
+            name = self.path.name
+            raise FileNotFoundError(f"no processed dataset at {self.path}. Fix: run `specgr prepare --dataset {name}` "
+                                    f"(with SPECGR_DATA_MIRROR=<folder> or --mirror for a local copy).")
+        self.manifest = json.loads(mf.read_text())
+        if self.manifest.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{self.path} has format version {self.manifest.get('format_version')}, this specgr "
+                             f"reads {FORMAT_VERSION}. Fix: re-run `specgr prepare --dataset {self.path.name}`.")
+        self.items = pd.read_parquet(self.path / "items.parquet")
+        self._rows: dict[str, Rows] = {}
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ProcessedDataset":
+        return cls(path)
+
+    @classmethod
+    def load_by_name(cls, name: str, root: str | Path = DEFAULT_ROOT) -> "ProcessedDataset":
+        return cls(Path(root) / name)
+
+    # ---- basic facts
+    @property
+    def name(self) -> str:
+        return self.manifest["dataset"]
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_in_sample(self) -> int:
+        return int(self.manifest["n_in_sample"])
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def titles(self) -> list[str]:
+        return self.items["text"].tolist()
+
+    def rows(self, split: str) -> Rows:
+        if split not in self._rows:
+            f = self.path / f"rows_{split}.npz"
+            if not f.exists():
+                raise KeyError(f"no split {split!r} in {self.path}; have train, valid, test")
+            z = np.load(f)
+            self._rows[split] = Rows(z["user"], z["history"], z["hist_len"], z["target"], z["ts"])
+        return self._rows[split]
+
+    def unseen_mask(self, rows: Rows) -> np.ndarray:
+        return rows.target >= self.n_in_sample
+
+    # ---- embeddings
+    def embeddings_path(self, model_name: str) -> Path:
+        return self.path / "embeddings" / f"{model_slug(model_name)}.npy"
+
+    def embeddings(self, model_name: str | None = None) -> np.ndarray:
+        model_name = model_name or self.manifest.get("text_model")
+        p = self.embeddings_path(model_name)
+        if not p.exists():
+            raise FileNotFoundError(f"no embeddings for {model_name!r} in {self.path}. Fix: `specgr prepare --dataset "
+                                    f"{self.name} --text-model {model_name}`.")
+        emb = np.load(p)
+        if len(emb) < self.n_items:
+            raise ValueError(f"{p} has {len(emb)} rows for {self.n_items} items; re-run `specgr prepare`.")
+        return emb[: self.n_items]
+
+    # ---- new items (inductive): appended, existing ids never change
+    def add_items(self, raw_ids: list[str], texts: list[str], embeddings: np.ndarray | None = None,
+                  model_name: str | None = None, persist: bool = False) -> np.ndarray:
+        """Append brand-new items. Returns their new ids (n_items, n_items+1, ...)."""
+        if len(raw_ids) != len(texts):
+            raise ValueError("raw_ids and texts must have the same length")
+        clash = set(raw_ids) & set(self.items["raw_id"])
+        if clash:
+            raise ValueError(f"items already in the catalog: {sorted(clash)[:5]}")
+        start = self.n_items
+        ids = np.arange(start, start + len(raw_ids), dtype=np.int64)
+        new = pd.DataFrame({"item_id": ids, "raw_id": list(raw_ids), "text": list(texts), "first_ts": -1,
+                            "in_sample": False, "first_split": "added"})
+        self.items = pd.concat([self.items, new], ignore_index=True)
+        if embeddings is not None:
+            p = self.embeddings_path(model_name or self.manifest["text_model"])
+            old = np.load(p)[:start]
+            if persist:
+                np.save(p, np.concatenate([old, embeddings.astype(np.float32)]))
+        if persist:
+            self.items.to_parquet(self.path / "items.parquet", index=False)
+            self.manifest["n_items"] = self.n_items
+            (self.path / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
+        return ids
+
+
+def fingerprint(items: pd.DataFrame, rows: dict[str, dict[str, np.ndarray]], n_in_sample: int) -> str:
+    """Hash of the item catalog order and the split targets: a checkpoint trained on another dataset won't match."""
+    h = hashlib.sha256()
+    h.update("\n".join(items["raw_id"].astype(str)).encode())
+    h.update(str(n_in_sample).encode())
+    for s in ("train", "valid", "test"):
+        h.update(np.ascontiguousarray(rows[s]["target"]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def write_processed(path: Path, result, dataset: str, split_cfg: dict, extra: dict | None = None) -> dict:
+    """Write a SplitResult to `path`; returns the manifest."""
+    path.mkdir(parents=True, exist_ok=True)
+    result.items.to_parquet(path / "items.parquet", index=False)
+    counts = {}
+    for s, arr in result.rows.items():
+        np.savez(path / f"rows_{s}.npz", **arr)
+        n = len(arr["target"])
+        nu = int((arr["target"] >= result.n_in_sample).sum())
+        counts[s] = {"rows": n, "unseen_rows": nu, "unseen_share": (nu / n) if n else 0.0,
+                     "users": int(len(np.unique(arr["user"])))}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "dataset": dataset,
+        "split": split_cfg,
+        "n_items": int(len(result.items)),
+        "n_in_sample": int(result.n_in_sample),
+        "n_unseen": int(len(result.items) - result.n_in_sample),
+        "cutoffs": result.cutoffs,
+        "counts": counts,
+        "accounting": result.accounting,
+        "fingerprint": fingerprint(result.items, result.rows, result.n_in_sample),
+    }
+    if extra:
+        manifest.update(extra)
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest

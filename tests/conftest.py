@@ -1,0 +1,80 @@
+"""Shared fixtures: a tiny synthetic dataset in the real processed format, built by the tests themselves.
+
+Items live in `n_clusters` topics; users mostly stay within a topic and time moves forward, so late items are new
+(unseen) under the timestamp split and models have structure to learn.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from specgr.data.processed import ProcessedDataset, model_slug, write_processed
+from specgr.data.split import SplitConfig, split_interactions
+
+TINY_TEXT_MODEL = "tiny-random"
+
+
+def make_tiny_interactions(n_users=60, n_items=48, n_clusters=4, seed=0):
+    rng = np.random.default_rng(seed)
+    cluster = np.arange(n_items) % n_clusters
+    # item "release" time: later ids appear later, so the last ones are unseen at the train cut
+    release = np.sort(rng.integers(0, 1000, n_items))
+    rows = []
+    for u in range(n_users):
+        c = rng.integers(n_clusters)
+        t0 = rng.integers(0, 700)
+        n = rng.integers(4, 9)
+        t = t0
+        seen = set()
+        for _ in range(n):
+            t += int(rng.integers(1, 60))
+            pool = [i for i in range(n_items) if release[i] <= t and i not in seen]
+            if not pool:
+                break
+            same = [i for i in pool if cluster[i] == c]
+            pick = int(rng.choice(same if same and rng.random() < 0.85 else pool))
+            seen.add(pick)
+            rows.append((f"u{u}", f"i{pick}", t))
+    inter = pd.DataFrame(rows, columns=["user", "item", "ts"])
+    items = pd.DataFrame({"raw_id": [f"i{i}" for i in range(n_items)],
+                          "text": [f"topic {cluster[i]} product number {i}" for i in range(n_items)]})
+    return inter, items, cluster
+
+
+def build_tiny_dataset(root, name="tiny", method="timestamp", dim=16, seed=0):
+    inter, items, cluster = make_tiny_interactions(seed=seed)
+    res = split_interactions(inter, items, SplitConfig(method=method, max_history=20))
+    path = root / name
+    write_processed(path, res, name, SplitConfig(method=method).to_dict(), extra={"text_model": TINY_TEXT_MODEL})
+    # clustered, L2-normalised "text" embeddings in the processed item order
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(cluster.max() + 1, dim))
+    raw_cluster = {f"i{i}": cluster[i] for i in range(len(cluster))}
+    c = np.array([raw_cluster[r] for r in res.items["raw_id"]])
+    emb = centers[c] + 0.3 * rng.normal(size=(len(c), dim))
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    (path / "embeddings").mkdir(exist_ok=True)
+    np.save(path / "embeddings" / f"{model_slug(TINY_TEXT_MODEL)}.npy", emb)
+    return ProcessedDataset.load(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    return build_tiny_dataset(tmp_path_factory.mktemp("data"))
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for it in items:
+            if "gpu" in it.keywords:
+                it.add_marker(skip)
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
