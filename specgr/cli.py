@@ -1,0 +1,112 @@
+"""`specgr` command line. Each subcommand is a thin layer over the library API; `specgr <cmd> --help` explains it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _print_table(title: str, rows, columns=("", "")):
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[str(x) for x in r])
+    Console().print(t)
+
+
+def cmd_download(a):
+    from specgr.data.download import verified_path
+    from specgr.data.registry import get_dataset
+
+    spec = get_dataset(a.dataset)
+    for f in spec.files:
+        print(verified_path(spec, f, a.mirror, a.cache))
+
+
+def cmd_prepare(a):
+    from specgr.data.prepare import prepare, summary_rows
+
+    ds, _ = prepare(a.dataset, a.out, split=a.split, valid_quantile=a.valid_quantile, test_quantile=a.test_quantile,
+                    max_history=a.max_history, text_model=None if a.no_embed else a.text_model, mirror=a.mirror,
+                    interactions=a.interactions, items=a.items, device=a.device, out_name=a.name)
+    _print_table(f"specgr prepare: {ds.path}", summary_rows(ds), ("", "value"))
+    acc = ds.manifest["accounting"]
+    _print_table("data accounting (nothing is dropped silently)",
+                 [(r["stage"], r["what"], f"{r['count']:,}", r["reason"]) for r in acc],
+                 ("stage", "what", "count", "reason"))
+
+
+def add_data_args(p):
+    p.add_argument("--dataset", required=True, help="registered dataset name (see `specgr datasets`) or a name "
+                   "for your own catalog with --interactions/--items")
+    p.add_argument("--mirror", default=None, help="folder holding <dataset>/<file> (overrides $SPECGR_DATA_MIRROR); "
+                   "used before any download")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="specgr", description=__doc__,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    F = argparse.ArgumentDefaultsHelpFormatter
+
+    p = sub.add_parser("datasets", help="list the registered datasets", formatter_class=F)
+    p.set_defaults(fn=lambda a: _print_table("datasets", [(s.name, s.format, s.description) for s in
+                                                          __import__("specgr.data.registry", fromlist=["x"]).
+                                                          DATASETS.values()], ("name", "format", "description")))
+
+    p = sub.add_parser("download", help="fetch a dataset's files (mirror first), verifying sha256", formatter_class=F)
+    add_data_args(p)
+    p.add_argument("--cache", default=None, help="download folder (default data/raw)")
+    p.set_defaults(fn=cmd_download)
+
+    p = sub.add_parser("prepare", help="split a dataset and embed item text into data/processed/<name>/",
+                       formatter_class=F)
+    add_data_args(p)
+    p.add_argument("--out", default="data/processed", help="root folder of processed datasets")
+    p.add_argument("--name", default=None, help="output folder name (default: dataset, plus -loo for LOO)")
+    p.add_argument("--split", default=None, choices=["timestamp", "loo", "upstream"],
+                   help="timestamp: global cut-offs (the paper); loo: leave-one-out (TIGER); upstream: the files' "
+                   "own split (Amazon 2023). Default: timestamp, or upstream for Amazon 2023")
+    p.add_argument("--valid-quantile", type=float, default=0.8, help="timestamp split: valid starts at this "
+                   "interaction-time quantile")
+    p.add_argument("--test-quantile", type=float, default=0.9, help="timestamp split: test starts here")
+    p.add_argument("--max-history", type=int, default=20, help="histories keep the last N items")
+    p.add_argument("--text-model", default="sentence-transformers/all-MiniLM-L6-v2",
+                   help="sentence-transformers model for item text (the paper: sentence-transformers/sentence-t5-base)")
+    p.add_argument("--no-embed", action="store_true", help="skip the text embeddings")
+    p.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda")
+    p.add_argument("--interactions", default=None, help="your own interactions CSV (user_id,item_id,timestamp)")
+    p.add_argument("--items", default=None, help="your own items CSV (item_id,text)")
+    p.set_defaults(fn=cmd_prepare)
+
+    try:  # subcommands of the later stages register themselves here
+        from specgr import cli_stages
+
+        cli_stages.register(sub)
+    except ImportError as e:  # pragma: no cover - only while a stage module is missing
+        if "cli_stages" not in str(e):
+            raise
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        from specgr.data.download import ChecksumError
+
+        if isinstance(e, (ChecksumError,)) or getattr(args, "debug", False):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""TIGER: a T5 encoder-decoder over semantic-ID tokens, as SpecGR uses it (specgr.md §3).
+
+Parameters live in a Hugging Face `T5ForConditionalGeneration` (the paper's model: relative position buckets,
+RMS LayerNorm, no biases, ReLU FFN, tied input/output embeddings, decoder start = PAD 0), so the state dict is the
+HF one and `model.t5` can be used with any HF tooling. The forward passes, however, are our own compact
+re-implementation of T5's maths on those parameters (tests/test_tiger.py checks equality with HF's forward):
+
+  * every attention goes through `F.scaled_dot_product_attention` (T5 does not scale q·k: scale=1.0; the relative
+    position bias and the padding mask are folded into one additive mask);
+  * `decoder_logprobs` decodes R candidate sequences per user against that user's encoder states WITHOUT expanding
+    or re-encoding them: the cross-attention of all R*L decoder positions of one user is a single attention call
+    over its T encoder states (cross-attention has no position bias in T5, so this is exact);
+  * cross-attention keys/values are computed once per user (`encoder_state`) and reused by every decoder call of
+    the SpecGR loop and every beam-search step;
+  * `decode_step` decodes one new token per beam with a self-attention KV cache (beam search);
+  * it does not depend on HF's internal forward code, which changes between transformers releases.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PAD, BOS, EOS = 0, 1, 2
+DECODER_START = PAD  # as in T5
+
+
+@dataclass
+class TigerConfig:
+    d_model: int = 64
+    d_ff: int = 1024
+    n_layers: int = 4  # encoder layers = decoder layers
+    n_heads: int = 4
+    d_kv: int = 64  # per-head dim (T5: independent of d_model)
+    dropout: float = 0.1
+    feed_forward: str = "relu"  # T5 feed_forward_proj: "relu", "gelu", "gated-gelu", ...
+    rel_buckets: int = 32  # T5 defaults
+    rel_max_distance: int = 128
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TigerConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# specgr.md §3 (paper configs) + the TIGER paper's own Beauty config + a tiny one for tests
+PRESETS: dict[str, TigerConfig] = {
+    "games": TigerConfig(d_model=64, d_ff=1024, n_layers=4, n_heads=4),
+    "office": TigerConfig(d_model=128, d_ff=1024, n_layers=6, n_heads=6),
+    "phones": TigerConfig(d_model=128, d_ff=2048, n_layers=8, n_heads=6),
+    "tiger": TigerConfig(d_model=128, d_ff=1024, n_layers=4, n_heads=6),  # Rajput et al. 2023 (Beauty)
+    "tiny": TigerConfig(d_model=32, d_ff=64, n_layers=2, n_heads=2, d_kv=16, dropout=0.0),
+}
+DATASET_PRESETS = {
+    "amazon2018-game": "games", "amazon2023-games": "games", "amazon2023-office": "office",
+    "amazon2023-phones": "phones", "amazon2014-beauty": "tiger",
+}
+
+
+def tiger_preset(name: str) -> TigerConfig:
+    """A preset by name ("games", "office", "phones", "tiger", "tiny") or by dataset name ("amazon2018-game", ...)."""
+    key = DATASET_PRESETS.get(name, name)
+    if key not in PRESETS:
+        raise KeyError(f"no TIGER preset {name!r}; have {sorted(PRESETS)} and datasets {sorted(DATASET_PRESETS)}")
+    return TigerConfig(**asdict(PRESETS[key]))
+
+
+def _rel_bucket(rel: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> torch.Tensor:
+    """T5's relative position buckets (memory_pos - query_pos -> bucket), copied from Mesh TensorFlow / HF."""
+    buckets = torch.zeros_like(rel)
+    if bidirectional:
+        num_buckets //= 2
+        buckets = buckets + (rel > 0).long() * num_buckets
+        rel = rel.abs()
+    else:
+        rel = -torch.clamp(rel, max=0)
+    max_exact = num_buckets // 2
+    is_small = rel < max_exact
+    large = max_exact + (torch.log(rel.float().clamp(min=1) / max_exact) / math.log(max_distance / max_exact)
+                         * (num_buckets - max_exact)).long()
+    large = large.clamp(max=num_buckets - 1)
+    return buckets + torch.where(is_small, rel, large)
+
+
+@dataclass
+class EncoderState:
+    """A batch of encoded users, ready for decoding: computed once, reused by every decoder call.
+
+    cross_kv: per decoder layer (k, v), each (B, n_heads, T, d_kv); mask: (B, 1, 1, T) additive (0 / -inf).
+    """
+
+    cross_kv: list
+    mask: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.mask.shape[0]
+
+    def index(self, idx: torch.Tensor) -> "EncoderState":
+        """Select users (idx (B',) long) -- e.g. the still-active users of a batched SpecGR loop."""
+        return EncoderState([(k[idx], v[idx]) for k, v in self.cross_kv], self.mask[idx])
+
+
+class TIGER(nn.Module):
+    """T5 generative retrieval model. vocab_size = SemanticIDs.vocab_size (PAD=0, BOS=1, EOS=2, digit tokens)."""
+
+    def __init__(self, cfg: TigerConfig, vocab_size: int):
+        super().__init__()
+        from transformers import T5Config, T5ForConditionalGeneration
+
+        self.cfg, self.vocab_size = cfg, int(vocab_size)
+        t5cfg = T5Config(vocab_size=self.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff,
+                         num_layers=cfg.n_layers, num_decoder_layers=cfg.n_layers, num_heads=cfg.n_heads,
+                         relative_attention_num_buckets=cfg.rel_buckets,
+                         relative_attention_max_distance=cfg.rel_max_distance, dropout_rate=cfg.dropout,
+                         feed_forward_proj=cfg.feed_forward, pad_token_id=PAD, eos_token_id=EOS,
+                         decoder_start_token_id=DECODER_START, tie_word_embeddings=True, use_cache=False)
+        self.t5 = T5ForConditionalGeneration(t5cfg)
+        # we compute logits from the shared embedding ourselves; make the tie explicit so lm_head never diverges
+        self.t5.lm_head.weight = self.t5.shared.weight
+        self._buckets: dict = {}
+
+    # ------------------------------------------------------------------ small pieces
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.cfg.dropout, self.training) if self.cfg.dropout > 0 else x
+
+    def _heads(self, lin: nn.Linear, x: torch.Tensor, n: int, L: int) -> torch.Tensor:
+        """(n, L, d) -> (n, h, L, d_kv)."""
+        return lin(x).view(n, L, self.cfg.n_heads, self.cfg.d_kv).transpose(1, 2)
+
+    def _sdpa(self, q, k, v, mask) -> torch.Tensor:
+        """(n, h, Lq, dk) attention -> (n, Lq, h*dk). scale=1: T5 does not scale q·k."""
+        p = self.cfg.dropout if self.training else 0.0
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), dropout_p=p, scale=1.0)
+        n, h, L, dk = o.shape
+        return o.transpose(1, 2).reshape(n, L, h * dk)
+
+    def _ff(self, ff: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """T5DenseActDense / T5DenseGatedActDense on already-normalised x."""
+        act = getattr(F, self.cfg.feed_forward.split("-")[-1])
+        if hasattr(ff, "wi_0"):  # gated
+            h = act(ff.wi_0(x)) * ff.wi_1(x)
+        else:
+            h = act(ff.wi(x))
+        return ff.wo(self._drop(h))
+
+    def _rel_bias(self, attn: nn.Module, Lq: int, Lk: int, bidirectional: bool, offset: int = 0) -> torch.Tensor:
+        """(1, h, Lq, Lk) relative position bias of query positions offset..offset+Lq-1 against keys 0..Lk-1."""
+        key = (Lq, Lk, offset, bidirectional, attn.relative_attention_bias.weight.device)
+        b = self._buckets.get(key)
+        if b is None:
+            dev = attn.relative_attention_bias.weight.device
+            rel = torch.arange(Lk, device=dev)[None, :] - (torch.arange(Lq, device=dev)[:, None] + offset)
+            b = self._buckets[key] = _rel_bucket(rel, bidirectional, self.cfg.rel_buckets, self.cfg.rel_max_distance)
+        return attn.relative_attention_bias(b).permute(2, 0, 1)[None]
+
+    @staticmethod
+    def _pad_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) 1/0 -> (B, 1, 1, T) additive float mask."""
+        m = torch.zeros(attention_mask.shape, dtype=torch.float32, device=attention_mask.device)
+        return m.masked_fill(attention_mask == 0, float("-inf"))[:, None, None, :]
+
+    # ------------------------------------------------------------------ encoder
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """input_ids (B, T), attention_mask (B, T) -> enc (B, T, d_model)."""
+        input_ids = input_ids.long()
+        B, T = input_ids.shape
+        enc = self.t5.encoder
+        x = self._drop(self.t5.shared(input_ids))
+        # position bias (shared by all layers, from layer 0) + padding mask, folded into one additive mask
+        mask = self._rel_bias(enc.block[0].layer[0].SelfAttention, T, T, True) + self._pad_mask(attention_mask)
+        for blk in enc.block:
+            sa, ff = blk.layer[0], blk.layer[1]
+            h = sa.layer_norm(x)
+            a = sa.SelfAttention
+            o = self._sdpa(self._heads(a.q, h, B, T), self._heads(a.k, h, B, T), self._heads(a.v, h, B, T), mask)
+            x = x + self._drop(a.o(o))
+            x = x + self._drop(self._ff(ff.DenseReluDense, ff.layer_norm(x)))
+        return self._drop(enc.final_layer_norm(x))
+
+    def encoder_state(self, enc: torch.Tensor, enc_mask: torch.Tensor) -> EncoderState:
+        """Per-layer cross-attention keys/values of the encoder output: (B, T, d) -> EncoderState."""
+        B, T, _ = enc.shape
+        kv = []
+        for blk in self.t5.decoder.block:
+            ca = blk.layer[1].EncDecAttention
+            kv.append((self._heads(ca.k, enc, B, T), self._heads(ca.v, enc, B, T)))
+        return EncoderState(kv, self._pad_mask(enc_mask))
+
+    def _state(self, enc, enc_mask) -> EncoderState:
+        return enc if isinstance(enc, EncoderState) else self.encoder_state(enc, enc_mask)
+
+    # ------------------------------------------------------------------ decoder
+    def _decode(self, state: EncoderState, tokens: torch.Tensor, past: list | None = None):
+        """tokens (B, R, L): R sequences per user, positions Lp..Lp+L-1 (Lp = cached length).
+
+        Returns hidden (B, R, L, d) after the final LayerNorm and the new self-attention cache: per layer (k, v),
+        each (B*R, h, Lp+L, d_kv).
+        """
+        B, R, L = tokens.shape
+        n = B * R
+        dec = self.t5.decoder
+        x = self._drop(self.t5.shared(tokens.reshape(n, L).long()))
+        Lp = 0 if past is None else past[0][0].shape[2]
+        bias = self._rel_bias(dec.block[0].layer[0].SelfAttention, L, Lp + L, False, offset=Lp)
+        causal = torch.ones(L, Lp + L, dtype=torch.bool, device=x.device).tril(diagonal=Lp)
+        self_mask = bias.masked_fill(~causal, float("-inf"))
+        new_past = []
+        for i, blk in enumerate(dec.block):
+            sa, ca, ff = blk.layer[0], blk.layer[1], blk.layer[2]
+            h = sa.layer_norm(x)
+            a = sa.SelfAttention
+            q, k, v = self._heads(a.q, h, n, L), self._heads(a.k, h, n, L), self._heads(a.v, h, n, L)
+            if past is not None:
+                k, v = torch.cat([past[i][0], k], 2), torch.cat([past[i][1], v], 2)
+            new_past.append((k, v))
+            x = x + self._drop(a.o(self._sdpa(q, k, v, self_mask)))
+            # cross-attention: all R*L positions of a user in one query block against that user's T states
+            h = ca.layer_norm(x)
+            c = ca.EncDecAttention
+            q = c.q(h).view(B, R * L, self.cfg.n_heads, self.cfg.d_kv).transpose(1, 2)
+            ck, cv = state.cross_kv[i]
+            o = self._sdpa(q, ck, cv, state.mask).view(n, L, -1)
+            x = x + self._drop(c.o(o))
+            x = x + self._drop(self._ff(ff.DenseReluDense, ff.layer_norm(x)))
+        x = self._drop(dec.final_layer_norm(x))
+        return x.view(B, R, L, -1), new_past
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Tied output embedding with T5's d_model**-0.5 rescale (tie_word_embeddings=True)."""
+        return F.linear(hidden * (self.cfg.d_model ** -0.5), self.t5.shared.weight)
+
+    def decoder_logits(self, enc, enc_mask, dec_input: torch.Tensor) -> torch.Tensor:
+        """enc (B, T, d) or EncoderState; enc_mask (B, T); dec_input (B, R, L) -> logits (B, R, L, V)."""
+        B, R, L = dec_input.shape
+        if R == 0 or L == 0:
+            return torch.zeros(B, R, L, self.vocab_size, device=dec_input.device)
+        hidden, _ = self._decode(self._state(enc, enc_mask), dec_input)
+        return self._logits(hidden)
+
+    def decoder_logprobs(self, enc, enc_mask, dec_input: torch.Tensor) -> torch.Tensor:
+        """Log-softmax (fp32) at every decoder position.
+
+        enc (B, T, d) or an EncoderState (then enc_mask is ignored); enc_mask (B, T); dec_input (B, R, L) with
+        dec_input[..., 0] = decoder start (PAD). Rows of one user share its encoder states (no re-encode, no
+        expansion). Returns (B, R, L, V): [b, r, t] is the distribution of the token after dec_input[b, r, :t+1].
+        """
+        return torch.log_softmax(self.decoder_logits(enc, enc_mask, dec_input).float(), -1)
+
+    def decoder_token_logprobs(self, enc, enc_mask, dec_input: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(targets[..., t] | dec_input[..., :t+1]) -> (B, R, L) fp32, without a second (B,R,L,V) tensor."""
+        logits = self.decoder_logits(enc, enc_mask, dec_input).float()
+        return logits.gather(-1, targets.long()[..., None])[..., 0] - torch.logsumexp(logits, -1)
+
+    def decode_step(self, state: EncoderState, last_tokens: torch.Tensor, past: list | None):
+        """One decoding step for W beams per user with a KV cache.
+
+        last_tokens (B, W): the newest token of each beam (DECODER_START at step 0); past: cache from the previous
+        step (per layer (k, v) (B*W, h, Lp, d_kv)), already re-ordered to the current beams, or None.
+        Returns logprobs (B, W, V) fp32 and the updated cache.
+        """
+        hidden, past = self._decode(state, last_tokens[..., None], past)
+        return torch.log_softmax(self._logits(hidden[:, :, 0]).float(), -1), past
+
+    # ------------------------------------------------------------------ training loss
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean token CE over the label positions (4 SID tokens + EOS, as the paper; -100 = ignored).
+
+        input_ids (B, T), attention_mask (B, T), labels (B, 5) -> scalar loss.
+        """
+        labels = labels.long()
+        dec_in = torch.zeros_like(labels)  # T5 right shift with decoder start = PAD
+        dec_in[:, 1:] = labels[:, :-1].clamp(min=0)
+        enc = self.encode(input_ids, attention_mask)
+        logits = self.decoder_logits(enc, attention_mask, dec_in[:, None])[:, 0]  # (B, 5, V)
+        return F.cross_entropy(logits.float().reshape(-1, self.vocab_size), labels.reshape(-1), ignore_index=-100)

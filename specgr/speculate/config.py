@@ -1,0 +1,51 @@
+"""SpecGR inference settings (specgr.md §6). Defaults = the paper's loop [v-old] with the Games quick-start values."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass
+class SpecGRConfig:
+    draft_size: int = 50  # δ: items drafted per round
+    num_beams: int = 30  # β: width of the constrained beam that guides re-drafting
+    threshold: float = -1.4  # γ: accept iff V(x) > γ (V = mean per-token log-likelihood)
+    top_k: int = 50  # K: length of the final list; early exit once >= K accepted
+    max_rounds: int = 4  # l: at most one round per SID digit
+    guided_redraft: bool = True  # False: every round drafts the next-best δ (no beam prefixes)
+    redraft_from_round: int = 2  # first round restricted to beam prefixes (prefix length = round - 1); v-new: 3
+    accept_topk_by: str = "score"  # "score": top-K accepted by V [v-old]; "order": first K in drafting order [v-new]
+    length_rule: str = "paper"  # "paper": m = 4 in-sample / 3 unseen; "prefix_len": m = max(prefix_len, min_len)
+    min_len: int = 3  # clamp for length_rule="prefix_len" (3 for SpecGR++, 2 for SpecGR_Aux)
+    inductive: bool = True  # False: drafts limited to in-sample items (ablation)
+    fill: str = "paper"  # < K accepted: rejected candidates (by V) + non-drafted final beams (by beam logprob / 4)
+    autocast: bool = True  # bf16 autocast for model calls on CUDA (ignored on CPU)
+
+    def __post_init__(self):
+        assert self.draft_size >= 1 and self.num_beams >= 1 and self.top_k >= 1, "δ, β, K must be >= 1"
+        assert 1 <= self.max_rounds <= 4, "max_rounds must be in 1..4 (one round per SID digit)"
+        assert self.redraft_from_round >= 2, "round 1 is always unconstrained"
+        assert self.accept_topk_by in ("score", "order"), self.accept_topk_by
+        assert self.length_rule in ("paper", "prefix_len"), self.length_rule
+        assert self.fill in ("paper",), self.fill
+
+    @classmethod
+    def official_vnew(cls, drafter: str = "encoder", **kw) -> "SpecGRConfig":
+        """The official v-new flags (SpecGR_clean.py), minus its batching bugs (we keep per-user prefixes, no dups).
+
+        drafter="encoder" (SpecGR++): prefix_len clamped at 3; "aux" (SpecGR_Aux): clamped at 2.
+        """
+        base = dict(redraft_from_round=3, accept_topk_by="order", length_rule="prefix_len",
+                    min_len=3 if drafter == "encoder" else 2)
+        base.update(kw)
+        return cls(**base)
+
+    def replace(self, **kw) -> "SpecGRConfig":
+        return replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def uses_prefixes(self, rnd: int) -> bool:
+        """Whether round `rnd` (1-based) drafts only under the beam prefixes of length rnd - 1."""
+        return self.guided_redraft and rnd >= self.redraft_from_round

@@ -1,0 +1,145 @@
+"""The SpecGR loop for one user at a time: plain, readable, exactly the paper's algorithm (specgr.md §6.2).
+
+    encode the history once
+    for round r = 1 .. l:
+        draft δ items (round 1: anywhere; guided rounds: only items whose SID starts with one of the current beam
+        prefixes); an item is never drafted twice
+        verify: V(x) = mean log p(SID digits of x | history); accept iff V(x) > γ
+        stop if >= K accepted (adaptive exit)
+        extend the width-β constrained beam by one digit (prefix length r), to guide the next round's draft
+    finalize (see `finalize`)
+
+This is the executable specification that `specgr.speculate.batched.SpecGR` must match list for list. It is slow on
+purpose (batch of one, Python bookkeeping) and is not meant for evaluation runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from specgr.speculate import steps
+from specgr.speculate.config import SpecGRConfig
+from specgr.speculate.trace import (SOURCE_ACCEPTED, SOURCE_BEAM, SOURCE_FILL, SOURCE_NAMES, SOURCE_NONE, RoundTrace,
+                                    SpecGRResult, UserTrace)
+
+N_DIGITS = 4
+
+
+class ReferenceSpecGR:
+    """model: TIGER verifier; drafter: any Drafter; sids: SemanticIDs of the whole catalog."""
+
+    def __init__(self, model, drafter, sids, cfg: SpecGRConfig | None = None, device="cpu"):
+        self.model, self.drafter, self.sids = model, drafter, sids
+        self.cfg = cfg or SpecGRConfig()
+        self.device = torch.device(device)
+
+    @torch.no_grad()
+    def recommend_one(self, history, hist_len: int, k: int | None = None) -> UserTrace:
+        """history (H,) item ids (-1 pad), hist_len int -> the full trace, final list included."""
+        cfg, sids, dev = self.cfg, self.sids, self.device
+        K = k or cfg.top_k
+        hist = torch.as_tensor(np.asarray(history), dtype=torch.long, device=dev)[None]  # (1, H)
+        hl = torch.as_tensor([int(hist_len)], dtype=torch.long, device=dev)
+        with steps.autocast(dev, cfg.autocast):
+            enc, enc_mask = steps.encode(self.model, sids, hist, hl)  # once; reused by every round
+
+        drafted: list[int] = []  # every drafted item, in drafting order
+        beam = steps.initial_beam(1, dev)  # (tokens (1, W, L), scores (1, W), valid (1, W)), L = 0
+        tr = UserTrace()
+        n_acc = 0
+        for rnd in range(1, cfg.max_rounds + 1):
+            # 1. draft: guided rounds only see items under this user's beam prefixes; never re-draft
+            allowed, plen = None, 0
+            if cfg.uses_prefixes(rnd):
+                allowed, plen = sids.prefix_match_mask(beam[0], beam[2]), rnd - 1  # (1, N)
+            if not cfg.inductive:
+                allowed = sids.in_sample_mask[None] if allowed is None else allowed & sids.in_sample_mask
+            exclude = torch.tensor([drafted], dtype=torch.long, device=dev) if drafted else None
+            ids, dscores = self.drafter.draft(hist, hl, cfg.draft_size, allowed=allowed, exclude=exclude)
+            ids, dscores = ids[0].to(dev), dscores[0].float().to(dev)
+            keep = ids >= 0
+            ids, dscores = ids[keep], dscores[keep]
+            # 2. verify with the GR model
+            with steps.autocast(dev, cfg.autocast):
+                V = steps.verify(self.model, sids, enc, enc_mask, ids[None], cfg.length_rule, cfg.min_len)[0]
+            acc = V > cfg.threshold
+            drafted += ids.tolist()
+            n_acc += int(acc.sum())
+            rt = RoundTrace(rnd, plen, ids.cpu().numpy(), dscores.cpu().numpy(), V.cpu().numpy(), acc.cpu().numpy())
+            tr.rounds.append(rt)
+            # 3. adaptive exit
+            if n_acc >= K:
+                break
+            # 4. one beam step: prefixes of length rnd, for the next round's re-draft (and the fill-up at the end)
+            with steps.autocast(dev, cfg.autocast):
+                beam = steps.beam_step(self.model, sids, enc, enc_mask, *beam, cfg.num_beams)
+            rt.beam_tokens, rt.beam_scores = self._beam_np(beam)
+
+        if n_acc < K:  # the fill-up needs complete (4-digit) beams; only when max_rounds < 4 are steps left
+            while beam[0].shape[2] < N_DIGITS:
+                with steps.autocast(dev, cfg.autocast):
+                    beam = steps.beam_step(self.model, sids, enc, enc_mask, *beam, cfg.num_beams)
+        self.finalize(tr, beam, K)
+        return tr
+
+    @staticmethod
+    def _beam_np(beam):
+        tok, sc, ok = (t[0].cpu() for t in beam)
+        return tok[ok].numpy(), sc[ok].float().numpy()
+
+    def finalize(self, tr: UserTrace, beam, K: int) -> None:
+        """Fill tr.items / scores / sources / is_new.
+
+        >= K accepted: top-K accepted by V (accept_topk_by="score") or the first K accepted in drafting order
+        ("order"). Otherwise: all accepted + the best (K - #accepted) of a pool made of the rejected candidates
+        (score V) and the final beam sequences that were never drafted (score = beam log-prob / 4).
+        The list is then sorted by score. Ties keep the pool order: drafted items by drafting order, then beams.
+        """
+        cands = []  # (score, position, item, source)
+        pos = 0
+        for r in tr.rounds:
+            for i, v, a in zip(r.drafted.tolist(), r.verify_scores.tolist(), r.accepted.tolist()):
+                cands.append((v, pos, i, SOURCE_ACCEPTED if a else SOURCE_FILL))
+                pos += 1
+        by_score = lambda c: (-c[0], c[1])  # noqa: E731  (descending score, then pool position)
+        accepted = [c for c in cands if c[3] == SOURCE_ACCEPTED]
+        if len(accepted) >= K:
+            chosen = sorted(accepted, key=by_score)[:K] if self.cfg.accept_topk_by == "score" else accepted[:K]
+        else:
+            drafted = {c[2] for c in cands}
+            pool = [c for c in cands if c[3] == SOURCE_FILL]
+            tok, sc, ok = (t[0] for t in beam)
+            items = self.sids.lookup(tok).tolist()  # constrained beams are real items
+            for j, (item, s, o) in enumerate(zip(items, sc.float().tolist(), ok.tolist())):
+                if o and item >= 0 and item not in drafted:
+                    pool.append((s / N_DIGITS, pos + j, item, SOURCE_BEAM))
+            chosen = accepted + sorted(pool, key=by_score)[:K - len(accepted)]
+        chosen = sorted(chosen, key=by_score)
+        tr.items = np.array([c[2] for c in chosen], dtype=np.int64)
+        tr.scores = np.array([c[0] for c in chosen], dtype=np.float32)
+        tr.sources = [SOURCE_NAMES[c[3]] for c in chosen]
+        tr.is_new = tr.items >= self.sids.n_in_sample
+
+    def recommend(self, history, hist_len, k: int | None = None, trace: bool = False) -> SpecGRResult:
+        """history (B, H), hist_len (B,) -> SpecGRResult with the same layout as the batched SpecGR (host tensors)."""
+        K = k or self.cfg.top_k
+        history, hist_len = np.asarray(torch.as_tensor(history).cpu()), np.asarray(torch.as_tensor(hist_len).cpu())
+        traces = [self.recommend_one(history[b], int(hist_len[b]), K) for b in range(len(hist_len))]
+        return result_from_traces(traces, K, keep_traces=trace)
+
+
+def result_from_traces(traces: list[UserTrace], K: int, keep_traces: bool = True) -> SpecGRResult:
+    B = len(traces)
+    items = torch.full((B, K), -1, dtype=torch.long)
+    scores = torch.full((B, K), float("-inf"))
+    sources = torch.full((B, K), SOURCE_NONE, dtype=torch.long)
+    code = {v: k for k, v in SOURCE_NAMES.items()}
+    for b, t in enumerate(traces):
+        n = len(t.items)
+        items[b, :n] = torch.from_numpy(t.items)
+        scores[b, :n] = torch.from_numpy(t.scores)
+        sources[b, :n] = torch.tensor([code[s] for s in t.sources], dtype=torch.long)
+    cnt = lambda f: torch.tensor([f(t) for t in traces], dtype=torch.long)  # noqa: E731
+    return SpecGRResult(items, scores, sources, cnt(lambda t: t.n_rounds), cnt(lambda t: t.n_accepted),
+                        cnt(lambda t: t.n_drafted), traces=traces if keep_traces else None)
