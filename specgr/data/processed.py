@@ -88,7 +88,8 @@ class ProcessedDataset:
             if not f.exists():
                 raise KeyError(f"no split {split!r} in {self.path}; have train, valid, test")
             z = np.load(f)
-            self._rows[split] = Rows(z["user"], z["history"], z["hist_len"], z["target"], z["ts"])
+            # stored compactly (int32, compressed); models and metrics see int64
+            self._rows[split] = Rows(*(z[k].astype(np.int64) for k in ("user", "history", "hist_len", "target", "ts")))
         return self._rows[split]
 
     def unseen_mask(self, rows: Rows) -> np.ndarray:
@@ -104,7 +105,7 @@ class ProcessedDataset:
         if not p.exists():
             raise FileNotFoundError(f"no embeddings for {model_name!r} in {self.path}. Fix: `specgr prepare --dataset "
                                     f"{self.name} --text-model {model_name}`.")
-        emb = np.load(p)
+        emb = np.load(p).astype(np.float32)  # may be stored as float16 to travel light
         if len(emb) < self.n_items:
             raise ValueError(f"{p} has {len(emb)} rows for {self.n_items} items; re-run `specgr prepare`.")
         return emb[: self.n_items]
@@ -151,7 +152,9 @@ def write_processed(path: Path, result, dataset: str, split_cfg: dict, extra: di
     result.items.to_parquet(path / "items.parquet", index=False)
     counts = {}
     for s, arr in result.rows.items():
-        np.savez(path / f"rows_{s}.npz", **arr)
+        # int32 + compression keeps a processed dataset small enough to carry to a GPU machine
+        np.savez_compressed(path / f"rows_{s}.npz", **{k: v.astype(np.int32) if k != "ts" else v for k, v in
+                                                       arr.items()})
         n = len(arr["target"])
         nu = int((arr["target"] >= result.n_in_sample).sum())
         counts[s] = {"rows": n, "unseen_rows": nu, "unseen_share": (nu / n) if n else 0.0,

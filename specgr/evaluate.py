@@ -1,0 +1,95 @@
+"""The shared evaluator: any recommender -> overall / in-sample / unseen Recall & NDCG, in one pass, one JSON schema.
+
+A recommender is a callable `fn(history (B,H) LongTensor, hist_len (B,)) -> items (B,K)` (item ids, -1 = empty),
+optionally returning `(items, extras)` where `extras` maps counter names to per-row tensors (e.g. accepted, rounds).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from specgr.data.processed import Rows
+from specgr.metrics import DEFAULT_KS, summarize, topk_metrics
+
+
+def device_name(device: str | torch.device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def run_recommender(fn: Callable, rows: Rows, batch_size: int = 256, device="cpu", progress: bool = True,
+                    max_rows: int | None = None):
+    """-> (ranked (R,K) np.int64, extras {name: (R,) np}, seconds). Timing syncs the GPU (no async under-counting)."""
+    from tqdm.auto import tqdm
+
+    n = len(rows) if max_rows is None else min(len(rows), max_rows)
+    outs, extras = [], {}
+    elapsed = 0.0
+    for s in tqdm(range(0, n, batch_size), disable=not progress, desc="recommend"):
+        h = torch.as_tensor(rows.history[s:s + batch_size], device=device)
+        hl = torch.as_tensor(rows.hist_len[s:s + batch_size], device=device)
+        _sync(device)
+        t = time.perf_counter()
+        r = fn(h, hl)
+        _sync(device)
+        elapsed += time.perf_counter() - t
+        items, ex = (r if isinstance(r, tuple) else (r, {}))
+        outs.append(torch.as_tensor(items).cpu().numpy())
+        for k, v in ex.items():
+            extras.setdefault(k, []).append(torch.as_tensor(v).float().cpu().numpy())
+    width = max(o.shape[1] for o in outs)
+    ranked = np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[1])), constant_values=-1) for o in outs])
+    return ranked, {k: np.concatenate(v) for k, v in extras.items()}, elapsed
+
+
+def evaluate(fn: Callable, rows: Rows, n_in_sample: int, method: str, dataset: str = "", split: str = "test",
+             batch_size: int = 256, device="cpu", ks=DEFAULT_KS, params: dict | None = None,
+             max_rows: int | None = None, progress: bool = True) -> dict:
+    """Run `fn` over `rows` and return the results dict in the shared schema (see docs/ARCHITECTURE.md)."""
+    if max_rows is not None:
+        rows = rows.subset(slice(0, max_rows))
+    ranked, extras, secs = run_recommender(fn, rows, batch_size, device, progress)
+    per_row = topk_metrics(ranked, rows.target, ks)
+    unseen = rows.target >= n_in_sample
+    out = {"method": method, "dataset": dataset, "split": split}
+    out.update(summarize(per_row, unseen))
+    # what the lists contain: the share of recommended slots that are new items (the paper's "unseen share")
+    valid = ranked >= 0
+    out["unseen_share_of_recs"] = float(((ranked >= n_in_sample) & valid).sum() / max(valid.sum(), 1))
+    for k, v in extras.items():
+        out[f"mean_{k}"] = float(v.mean())
+    out["recs_per_s"] = float(len(rows) / secs) if secs > 0 else float("inf")
+    out["seconds"] = secs
+    out["device"] = device_name(device)
+    out["batch_size"] = batch_size
+    out["params"] = params or {}
+    return out
+
+
+def write_json(result: dict, path: str | Path) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(result, indent=2))
+
+
+def format_result(r: dict, ks=(10, 50)) -> list[tuple]:
+    rows = []
+    for g in ("overall", "in_sample", "unseen"):
+        rows.append((g, *[f"{r[g][f'{m}@{k}']:.4f}" for m in ("recall", "ndcg") for k in ks]))
+    return rows
