@@ -59,15 +59,23 @@ def texts_hash(texts: list[str]) -> str:
 
 def embed_texts(texts: list[str], model_name: str = DEFAULT_MODEL, batch_size: int = 256, device: str = "auto",
                 cache: bool = True, progress: bool = True) -> np.ndarray:
-    """Embed `texts` -> (N, d) float32, L2-normalised. Cached under data/cache/embeddings/<model>/<hash>.npy."""
+    """Embed `texts` -> (N, d) float32, L2-normalised. Cached under data/cache/embeddings/<model>/<hash>.npy.
+
+    The cache key ignores order (two splits of one catalog list the same items in another order): embeddings are
+    stored for the sorted unique texts and gathered back into the order asked for.
+    """
+    texts = list(texts)
+    uniq = sorted(set(texts))
     cache_dir = Path(os.environ.get("SPECGR_EMB_CACHE", "data/cache/embeddings"))
-    path = cache_dir / model_name.replace("/", "__") / f"{texts_hash(texts)}.npy"
+    path = cache_dir / model_name.replace("/", "__") / f"{texts_hash(uniq)}.npy"
     if cache and path.exists():
-        return np.load(path)
-    enc = load_encoder(model_name, device)
-    emb = enc.encode(list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True,
-                     normalize_embeddings=True).astype(np.float32)
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, emb)
-    return emb
+        emb_u = np.load(path)
+    else:
+        enc = load_encoder(model_name, device)
+        emb_u = enc.encode(uniq, batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True,
+                           normalize_embeddings=True).astype(np.float32)
+        if cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, emb_u)
+    pos = {t: i for i, t in enumerate(uniq)}
+    return emb_u[[pos[t] for t in texts]]

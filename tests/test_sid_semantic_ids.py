@@ -151,3 +151,10 @@ def test_to_device_keeps_working(sids):
         s.to("cuda")
         assert s.allowed_next(s.tokens[:4, :2]).is_cuda
         assert torch.equal(s.lookup(s.tokens).cpu(), torch.arange(s.n_items))
+
+
+def test_empty_inputs(sids):
+    assert sids.prefix_match_mask(torch.zeros(2, 0, 2, dtype=torch.long)).sum() == 0
+    assert sids.allowed_next(torch.zeros(0, 2, dtype=torch.long)).shape == (0, sids.vocab_size)
+    assert sids.lookup(torch.zeros(0, 4, dtype=torch.long)).shape == (0,)
+    assert sids.add_items(np.zeros((0, 3), dtype=np.int64)).numel() == 0

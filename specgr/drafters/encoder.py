@@ -145,3 +145,39 @@ class EncoderDrafter(EmbeddingDrafter):
             raise ValueError("pass sid_tokens_new (M, 4) or codes3 (M, 3)")
         emb = encode_item_table(self.model, self.proj, torch.as_tensor(sid_tokens_new).to(self.device), self.batch)
         return self.index.add(emb)
+
+
+# ------------------------------------------------------------------ checkpoint directories (specgr.checkpoint)
+CKPT_NAME = "specgr_pp"
+
+
+def save_specgr_pp(path, model, proj: Projection, item_table: torch.Tensor, sids=None,
+                   dataset_fingerprint: str | None = None, extra: dict | None = None):
+    """Write the SpecGR++ TIGER (component "tiger", the verifier) and the drafter head (component "specgr_pp": the
+    projection + the frozen (N, p) item table) into a checkpoint directory."""
+    from specgr.checkpoint import save_checkpoint
+    from specgr.models.tiger import save_tiger
+
+    save_tiger(path, model, sids, dataset_fingerprint)
+    sd = {f"proj.{k}": v for k, v in proj.state_dict().items()}
+    sd["item_table"] = item_table.detach().float()
+    cfg = {CKPT_NAME: {"d_model": proj.linear.in_features, "proj_dim": proj.dim, "n_items": int(item_table.shape[0])}}
+    return save_checkpoint(path, cfg, {CKPT_NAME: sd}, sids, dataset_fingerprint,
+                           extra={CKPT_NAME: extra} if extra else None)
+
+
+def load_specgr_pp(path, ds=None, device="cpu"):
+    """(model, proj, item_table, sids) from a checkpoint directory written by `save_specgr_pp`; ds checks the
+    dataset fingerprint. Build the drafter with EncoderDrafter(model, proj, sids, item_table)."""
+    from specgr.checkpoint import load_checkpoint
+    from specgr.models.tiger import tiger_from_checkpoint
+
+    ck = load_checkpoint(path, ds=ds, device=device)
+    if CKPT_NAME not in ck["state_dicts"]:
+        raise KeyError(f"{path} has no {CKPT_NAME!r} weights. Fix: train SpecGR++ into it (train_specgr_pp).")
+    model = tiger_from_checkpoint(ck, device)
+    c = ck["config"][CKPT_NAME]
+    sd = ck["state_dicts"][CKPT_NAME]
+    proj = Projection(c["d_model"], c["proj_dim"]).to(device).eval()
+    proj.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith("proj.")})
+    return model, proj, sd["item_table"].to(device), ck["sids"]

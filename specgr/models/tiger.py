@@ -123,7 +123,9 @@ class TIGER(nn.Module):
                          feed_forward_proj=cfg.feed_forward, pad_token_id=PAD, eos_token_id=EOS,
                          decoder_start_token_id=DECODER_START, tie_word_embeddings=True, use_cache=False)
         self.t5 = T5ForConditionalGeneration(t5cfg)
-        # we compute logits from the shared embedding ourselves; make the tie explicit so lm_head never diverges
+        # one shared embedding for encoder input, decoder input and output (we read it as t5.shared); tie explicitly so
+        # the state dict and optimizer never see separate copies, whatever the transformers version does by default
+        self.t5.set_input_embeddings(self.t5.shared)
         self.t5.lm_head.weight = self.t5.shared.weight
         self._buckets: dict = {}
 
@@ -148,11 +150,10 @@ class TIGER(nn.Module):
 
     def _ff(self, ff: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """T5DenseActDense / T5DenseGatedActDense on already-normalised x."""
-        act = getattr(F, self.cfg.feed_forward.split("-")[-1])
         if hasattr(ff, "wi_0"):  # gated
-            h = act(ff.wi_0(x)) * ff.wi_1(x)
+            h = ff.act(ff.wi_0(x)) * ff.wi_1(x)
         else:
-            h = act(ff.wi(x))
+            h = ff.act(ff.wi(x))
         return ff.wo(self._drop(h))
 
     def _rel_bias(self, attn: nn.Module, Lq: int, Lk: int, bidirectional: bool, offset: int = 0) -> torch.Tensor:
@@ -279,9 +280,45 @@ class TIGER(nn.Module):
 
         input_ids (B, T), attention_mask (B, T), labels (B, 5) -> scalar loss.
         """
+        return self.generation_loss(self.encode(input_ids, attention_mask), attention_mask, labels)
+
+    def generation_loss(self, enc: torch.Tensor, enc_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """forward's loss on already computed encoder states (enc (B, T, d), enc_mask (B, T), labels (B, 5)), for
+        trainers that share one encoder pass between several losses (SpecGR++)."""
         labels = labels.long()
         dec_in = torch.zeros_like(labels)  # T5 right shift with decoder start = PAD
         dec_in[:, 1:] = labels[:, :-1].clamp(min=0)
-        enc = self.encode(input_ids, attention_mask)
-        logits = self.decoder_logits(enc, attention_mask, dec_in[:, None])[:, 0]  # (B, 5, V)
+        logits = self.decoder_logits(enc, enc_mask, dec_in[:, None])[:, 0]  # (B, 5, V)
         return F.cross_entropy(logits.float().reshape(-1, self.vocab_size), labels.reshape(-1), ignore_index=-100)
+
+
+# ---------------------------------------------------------------------- checkpoints (specgr.checkpoint layout)
+CKPT_NAME = "tiger"
+
+
+def save_tiger(path, model: TIGER, sids=None, dataset_fingerprint: str | None = None, extra: dict | None = None,
+               half: bool = False, train_config: dict | None = None):
+    """Write the model as component "tiger" of a checkpoint directory (plus SIDs and dataset fingerprint)."""
+    from specgr.checkpoint import save_checkpoint
+
+    cfg = {CKPT_NAME: {"model": model.cfg.to_dict(), "vocab_size": model.vocab_size}}
+    if train_config is not None:
+        cfg[CKPT_NAME]["train"] = train_config
+    return save_checkpoint(path, cfg, {CKPT_NAME: model.state_dict()}, sids, dataset_fingerprint,
+                           extra={CKPT_NAME: extra} if extra else None, half=half)
+
+
+def tiger_from_checkpoint(ckpt: dict, device="cpu") -> TIGER:
+    """A TIGER (eval mode) from `specgr.checkpoint.load_checkpoint(...)`'s result."""
+    c = ckpt["config"][CKPT_NAME]
+    model = TIGER(TigerConfig.from_dict(c["model"]), c["vocab_size"])
+    model.load_state_dict(ckpt["state_dicts"][CKPT_NAME])
+    return model.to(device).eval()
+
+
+def load_tiger(path, ds=None, device="cpu") -> tuple[TIGER, object]:
+    """(model, sids) from a checkpoint directory; ds (ProcessedDataset) checks the dataset fingerprint."""
+    from specgr.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path, ds=ds, device=device, names=[CKPT_NAME])
+    return tiger_from_checkpoint(ck, device), ck["sids"]

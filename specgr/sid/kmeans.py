@@ -101,7 +101,10 @@ def _lloyd_faiss(x: torch.Tensor, cent: torch.Tensor, n_iter: int, seed: int) ->
 
 def kmeans(x, k: int, n_iter: int = 50, seed: int = 0, backend: str = "auto", device="auto",
            tol: float = 1e-5) -> KMeansResult:
-    """Cluster x (N, d) into k clusters. backend: "auto" (faiss on CPU when installed, else torch), "torch", "faiss"."""
+    """Cluster x (N, d) into k clusters -> KMeansResult.
+
+    backend: "auto" (faiss on CPU when installed and N >= 39k, else torch), "torch", "faiss". device: "auto" keeps a
+    CUDA input where it is and otherwise picks CUDA when available."""
     if backend not in ("auto", "torch", "faiss"):
         raise ValueError(f"backend must be auto|torch|faiss, got {backend!r}")
     x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).float()
@@ -110,7 +113,8 @@ def kmeans(x, k: int, n_iter: int = 50, seed: int = 0, backend: str = "auto", de
     if len(x) < k:
         raise ValueError(f"k-means with k={k} needs at least k points, got {len(x)}. Fix: a smaller codebook_size.")
     if backend == "auto":
-        backend = "faiss" if dev.type == "cpu" and have_faiss() else "torch"
+        # faiss pays off on CPU with enough points (it warns below 39 points per centroid); torch otherwise
+        backend = "faiss" if dev.type == "cpu" and len(x) >= 39 * k and have_faiss() else "torch"
     g = torch.Generator().manual_seed(seed)
     cent = kmeans_pp_init(x, k, g)
     cent = _lloyd_faiss(x, cent, n_iter, seed) if backend == "faiss" else _lloyd_torch(x, cent, n_iter, tol)

@@ -269,7 +269,9 @@ class SemanticIDs:
         if valid is None:
             valid = torch.ones(B, P, dtype=torch.bool, device=dev)
         valid = valid.to(dev)
-        if L == 0:
+        if P == 0:
+            out = torch.zeros(B, self.n_items, dtype=torch.bool, device=dev)
+        elif L == 0:
             out = valid.any(1, keepdim=True).expand(B, self.n_items).clone()
         else:
             keys = self._prefix_keys(prefixes)  # (B, P), -1 = invalid tokens

@@ -20,6 +20,9 @@ class SpecGRConfig:
     inductive: bool = True  # False: drafts limited to in-sample items (ablation)
     fill: str = "paper"  # < K accepted: rejected candidates (by V) + non-drafted final beams (by beam logprob / 4)
     autocast: bool = True  # bf16 autocast for model calls on CUDA (ignored on CPU)
+    # memory bound of the per-round (users x N) prefix mask: users are drafted in chunks of <= this many elements,
+    # so a 1M-item catalog never needs a (B, 1M) mask (and its int64 search temporaries) for the whole batch
+    draft_chunk_elems: int = 1 << 27
 
     def __post_init__(self):
         assert self.draft_size >= 1 and self.num_beams >= 1 and self.top_k >= 1, "δ, β, K must be >= 1"

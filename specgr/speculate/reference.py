@@ -30,9 +30,9 @@ class ReferenceSpecGR:
     """model: TIGER verifier; drafter: any Drafter; sids: SemanticIDs of the whole catalog."""
 
     def __init__(self, model, drafter, sids, cfg: SpecGRConfig | None = None, device="cpu"):
-        self.model, self.drafter, self.sids = model, drafter, sids
-        self.cfg = cfg or SpecGRConfig()
         self.device = torch.device(device)
+        self.model, self.drafter, self.sids = model.to(self.device).eval(), drafter, sids.to(self.device)
+        self.cfg = cfg or SpecGRConfig()
 
     @torch.no_grad()
     def recommend_one(self, history, hist_len: int, k: int | None = None) -> UserTrace:
@@ -42,19 +42,21 @@ class ReferenceSpecGR:
         hist = torch.as_tensor(np.asarray(history), dtype=torch.long, device=dev)[None]  # (1, H)
         hl = torch.as_tensor([int(hist_len)], dtype=torch.long, device=dev)
         with steps.autocast(dev, cfg.autocast):
-            enc, enc_mask = steps.encode(self.model, sids, hist, hl)  # once; reused by every round
+            _, _, state = steps.encode(self.model, sids, hist, hl)  # once; reused by every round
+        in_only = not cfg.inductive  # ablation: drafts and beams restricted to in-sample items
 
         drafted: list[int] = []  # every drafted item, in drafting order
-        beam = steps.initial_beam(1, dev)  # (tokens (1, W, L), scores (1, W), valid (1, W)), L = 0
+        beam = steps.Beam.start(1, dev)  # tokens (1, W, L), scores (1, W), valid (1, W); L = 0
         tr = UserTrace()
         n_acc = 0
         for rnd in range(1, cfg.max_rounds + 1):
             # 1. draft: guided rounds only see items under this user's beam prefixes; never re-draft
             allowed, plen = None, 0
             if cfg.uses_prefixes(rnd):
-                allowed, plen = sids.prefix_match_mask(beam[0], beam[2]), rnd - 1  # (1, N)
-            if not cfg.inductive:
-                allowed = sids.in_sample_mask[None] if allowed is None else allowed & sids.in_sample_mask
+                allowed = sids.prefix_match_mask(beam.tokens, beam.valid, in_sample_only=in_only)  # (1, N)
+                plen = rnd - 1
+            elif in_only:
+                allowed = sids.in_sample_mask[None]
             exclude = torch.tensor([drafted], dtype=torch.long, device=dev) if drafted else None
             ids, dscores = self.drafter.draft(hist, hl, cfg.draft_size, allowed=allowed, exclude=exclude)
             ids, dscores = ids[0].to(dev), dscores[0].float().to(dev)
@@ -62,7 +64,7 @@ class ReferenceSpecGR:
             ids, dscores = ids[keep], dscores[keep]
             # 2. verify with the GR model
             with steps.autocast(dev, cfg.autocast):
-                V = steps.verify(self.model, sids, enc, enc_mask, ids[None], cfg.length_rule, cfg.min_len)[0]
+                V = steps.verify(self.model, sids, state, ids[None], cfg.length_rule, cfg.min_len)[0]
             acc = V > cfg.threshold
             drafted += ids.tolist()
             n_acc += int(acc.sum())
@@ -73,19 +75,19 @@ class ReferenceSpecGR:
                 break
             # 4. one beam step: prefixes of length rnd, for the next round's re-draft (and the fill-up at the end)
             with steps.autocast(dev, cfg.autocast):
-                beam = steps.beam_step(self.model, sids, enc, enc_mask, *beam, cfg.num_beams)
+                beam = steps.beam_step(self.model, sids, state, beam, cfg.num_beams, in_sample_only=in_only)
             rt.beam_tokens, rt.beam_scores = self._beam_np(beam)
 
         if n_acc < K:  # the fill-up needs complete (4-digit) beams; only when max_rounds < 4 are steps left
-            while beam[0].shape[2] < N_DIGITS:
+            while beam.length < N_DIGITS:
                 with steps.autocast(dev, cfg.autocast):
-                    beam = steps.beam_step(self.model, sids, enc, enc_mask, *beam, cfg.num_beams)
+                    beam = steps.beam_step(self.model, sids, state, beam, cfg.num_beams, in_sample_only=in_only)
         self.finalize(tr, beam, K)
         return tr
 
     @staticmethod
     def _beam_np(beam):
-        tok, sc, ok = (t[0].cpu() for t in beam)
+        tok, sc, ok = (t[0].cpu() for t in (beam.tokens, beam.scores, beam.valid))
         return tok[ok].numpy(), sc[ok].float().numpy()
 
     def finalize(self, tr: UserTrace, beam, K: int) -> None:
@@ -109,7 +111,7 @@ class ReferenceSpecGR:
         else:
             drafted = {c[2] for c in cands}
             pool = [c for c in cands if c[3] == SOURCE_FILL]
-            tok, sc, ok = (t[0] for t in beam)
+            tok, sc, ok = beam.tokens[0], beam.scores[0], beam.valid[0]
             items = self.sids.lookup(tok).tolist()  # constrained beams are real items
             for j, (item, s, o) in enumerate(zip(items, sc.float().tolist(), ok.tolist())):
                 if o and item >= 0 and item not in drafted:
@@ -127,6 +129,13 @@ class ReferenceSpecGR:
         history, hist_len = np.asarray(torch.as_tensor(history).cpu()), np.asarray(torch.as_tensor(hist_len).cpu())
         traces = [self.recommend_one(history[b], int(hist_len[b]), K) for b in range(len(hist_len))]
         return result_from_traces(traces, K, keep_traces=trace)
+
+    def recommend_rows(self, rows, batch_size: int = 1, k: int | None = None, progress: bool = True,
+                       trace: bool = False) -> SpecGRResult:
+        """A whole split, timed (same as SpecGR.recommend_rows; users still run one at a time)."""
+        from specgr.speculate.batched import run_rows
+
+        return run_rows(self, rows, batch_size, k, progress, trace)
 
 
 def result_from_traces(traces: list[UserTrace], K: int, keep_traces: bool = True) -> SpecGRResult:

@@ -1,0 +1,216 @@
+"""Subcommands for the later stages: sid, train, evaluate, sweep, pipeline (registered by specgr.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+F = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _table(title, rows, cols):
+    from specgr.cli import _print_table
+
+    _print_table(title, rows, cols)
+
+
+def _pipeline(a):
+    from specgr.pipeline import Pipeline, load_pipeline_config
+
+    cfg = load_pipeline_config(a.preset or a.dataset, a.set, dataset=a.dataset)
+    return Pipeline(cfg, data_root=a.data_root, run_root=a.runs, results_root=a.results, device=a.device)
+
+
+def cmd_sid(a):
+    from specgr.sid.quality import print_quality
+
+    if a.method:
+        a.set = (a.set or []) + [f"sid.method={a.method}"]
+    if a.codebook_size:
+        a.set = (a.set or []) + [f"sid.codebook_size={a.codebook_size}"]
+    p = _pipeline(a)
+    p.stage_sid(force=a.force)
+    rep = json.loads((p.ds.path / "sid" / f"{p.cfg.sid_cfg().method}_report.json").read_text())
+    print_quality(rep.get("quality", rep), title=f"semantic ids: {p.ds_name} ({p.cfg.sid_cfg().method})")
+
+
+def cmd_train(a):
+    p = _pipeline(a)
+    p.stage_sid()
+    stage = {"tiger": "tiger", "specgr++": "specgr_pp", "aux": "aux", "sasrec": "sasrec"}[a.model]
+    getattr(p, f"stage_{stage}")(force=a.force)
+    print(f"trained {a.model}: {p._stage_dir(stage)} ({p.timings[stage]:.1f} s)")
+
+
+def _rec_cfg(a, bundle, method):
+    from specgr.recommenders import SPECGR_METHODS
+    from specgr.speculate import SpecGRConfig
+
+    if method not in SPECGR_METHODS:
+        return None
+    drafter = SPECGR_METHODS[method]
+    base = dict(bundle.specgr_defaults.get(drafter, {}))
+    for k, v in (("draft_size", a.delta), ("num_beams", a.beta), ("threshold", a.gamma), ("top_k", a.k)):
+        if v is not None:
+            base[k] = v
+    if a.vnew:
+        return SpecGRConfig.official_vnew("encoder" if drafter == "encoder" else "aux", **{
+            k: base[k] for k in ("draft_size", "num_beams", "threshold", "top_k") if k in base})
+    c = SpecGRConfig(**base)
+    if a.no_redraft:
+        c = c.replace(guided_redraft=False)
+    if a.no_inductive:
+        c = c.replace(inductive=False)
+    return c
+
+
+def cmd_evaluate(a):
+    import torch
+
+    from specgr.bundle import Bundle
+    from specgr.evaluate import evaluate, format_result, write_json
+    from specgr.recommenders import make_recommender
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    b = Bundle.load(a.checkpoint, data_root=a.data_root, device=device)
+    cfg = _rec_cfg(a, b, a.method)
+    sasrec = None
+    if a.method == "sasrec":
+        from specgr.train.sasrec import load_sasrec
+
+        sasrec = load_sasrec(a.sasrec, device=device)
+    fn = make_recommender(b, a.method, cfg, k=a.k or 50, sasrec=sasrec)
+    r = evaluate(fn, b.ds.rows(a.split), b.ds.n_in_sample, a.method, b.ds.name, a.split, batch_size=a.batch_size,
+                 device=device, params=cfg.to_dict() if cfg else {}, max_rows=a.max_rows)
+    _table(f"{a.method} on {b.ds.name} {a.split} ({r['n_rows']:,} rows, {r['recs_per_s']:.0f} recs/s, "
+           f"{r['device']})", format_result(r), ("rows", "R@10", "R@50", "N@10", "N@50"))
+    extras = {k: v for k, v in r.items() if k.startswith("mean_") or k == "unseen_share_of_recs"}
+    if extras:
+        print(json.dumps(extras, indent=2))
+    if a.json:
+        write_json(r, a.json)
+
+
+def cmd_sweep(a):
+    import pandas as pd
+    import torch
+
+    from specgr.bundle import Bundle
+    from specgr.evaluate import evaluate
+    from specgr.recommenders import make_recommender
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    b = Bundle.load(a.checkpoint, data_root=a.data_root, device=device)
+    rows = b.ds.rows(a.split)
+    out = []
+    base = _rec_cfg(a, b, a.method)
+    for g in a.gammas:
+        for d in a.deltas:
+            for bb in a.betas:
+                c = base.replace(threshold=g, draft_size=d, num_beams=bb)
+                r = evaluate(make_recommender(b, a.method, c), rows, b.ds.n_in_sample, a.method, b.ds.name, a.split,
+                             batch_size=a.batch_size, device=device, max_rows=a.max_rows, progress=False)
+                out.append({"gamma": g, "delta": d, "beta": bb, **{f"{grp}_{k}": r[grp][k] for grp in
+                            ("overall", "in_sample", "unseen") for k in ("recall@10", "recall@50", "ndcg@10",
+                                                                         "ndcg@50")},
+                            "acceptance_rate": r.get("mean_acceptance_rate"), "rounds": r.get("mean_rounds"),
+                            "unseen_share": r["unseen_share_of_recs"], "recs_per_s": r["recs_per_s"]})
+                print(f"γ={g} δ={d} β={bb}: R@50 {r['overall']['recall@50']:.4f} "
+                      f"acc {r.get('mean_acceptance_rate', 0):.2f} {r['recs_per_s']:.0f} rec/s")
+    df = pd.DataFrame(out)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(a.out, index=False)
+    print(f"wrote {a.out} ({len(df)} rows)")
+
+
+def cmd_pipeline(a):
+    from specgr.pipeline import STAGES, load_pipeline_config, run_pipeline
+
+    cfg = load_pipeline_config(a.preset or a.dataset, a.set, dataset=a.dataset)
+    stages = STAGES if not a.stages else tuple(s.strip() for s in a.stages.split(","))
+    bad = set(stages) - set(STAGES)
+    if bad:
+        raise ValueError(f"unknown stages {sorted(bad)}; stages: {', '.join(STAGES)}")
+    p = run_pipeline(cfg, stages, force=a.force_stages.split(",") if a.force_stages else (), mirror=a.mirror,
+                     export_to=a.export, data_root=a.data_root, run_root=a.runs, results_root=a.results,
+                     device=a.device)
+    _table("pipeline wall time", [(k, f"{v:.1f} s") for k, v in p.timings.items()], ("stage", "wall"))
+
+
+def _common(p, dataset_required=True):
+    p.add_argument("--dataset", required=dataset_required, help="processed dataset name (data/processed/<name>)")
+    p.add_argument("--preset", default=None, help="YAML preset name in specgr/configs or a path (default: the "
+                   "dataset name)")
+    p.add_argument("--set", nargs="*", default=None, metavar="SECTION.KEY=VALUE",
+                   help="override preset values, e.g. tiger_train.epochs=5 sid.method=rqkmeans")
+    p.add_argument("--data-root", default="data/processed", help="root of processed datasets")
+    p.add_argument("--runs", default="runs", help="where stage outputs go (runs/<dataset>/<stage>/)")
+    p.add_argument("--results", default="results", help="where result JSONs go (results/<dataset>/)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _specgr_knobs(p):
+    p.add_argument("--delta", type=int, default=None, help="δ: items drafted per round (default: the bundle's)")
+    p.add_argument("--beta", type=int, default=None, help="β: beam width guiding re-drafting")
+    p.add_argument("--gamma", type=float, default=None, help="γ: accept a draft iff its mean log-likelihood > γ")
+    p.add_argument("-k", "--k", type=int, default=None, help="K: length of the recommendation list (default 50)")
+    p.add_argument("--no-redraft", action="store_true", help="ablation: no guided re-drafting")
+    p.add_argument("--no-inductive", action="store_true", help="ablation: drafts limited to in-sample items")
+    p.add_argument("--vnew", action="store_true", help="the official v-new loop variants (round-3 re-draft, "
+                   "first-K-accepted, prefix-length rule)")
+
+
+def _ckpt_args(p):
+    p.add_argument("--checkpoint", default="checkpoints/amazon2018-game", help="a bundle directory")
+    p.add_argument("--data-root", default="data/processed", help="root of processed datasets")
+    p.add_argument("--split", default="test", choices=["valid", "test"], help="rows to evaluate on")
+    p.add_argument("--batch-size", type=int, default=256, help="users per batch")
+    p.add_argument("--max-rows", type=int, default=None, help="evaluate the first N rows only")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def register(sub):
+    from specgr.recommenders import METHODS
+
+    p = sub.add_parser("sid", help="semantic ids (RQ-VAE or RQ-KMeans) for a prepared dataset + quality report",
+                       formatter_class=F)
+    _common(p)
+    p.add_argument("--method", choices=["rqvae", "rqkmeans"], default=None, help="tokenizer (default: preset's)")
+    p.add_argument("--codebook-size", type=int, default=None, help="codes per level C (default: preset's)")
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.set_defaults(fn=cmd_sid)
+
+    p = sub.add_parser("train", help="train one model from a YAML preset", formatter_class=F)
+    p.add_argument("model", choices=["tiger", "specgr++", "aux", "sasrec"], help="what to train")
+    _common(p)
+    p.add_argument("--force", action="store_true", help="retrain even if up to date")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("evaluate", help="overall / in-sample / unseen Recall & NDCG of a method on a split",
+                       formatter_class=F)
+    p.add_argument("--method", required=True, choices=METHODS, help="what to evaluate")
+    _ckpt_args(p)
+    _specgr_knobs(p)
+    p.add_argument("--sasrec", default=None, help="SASRec run directory (method sasrec)")
+    p.add_argument("--json", default=None, help="write the results JSON (shared schema) here")
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("sweep", help="grid over γ, δ, β; writes a tidy CSV for plotting", formatter_class=F)
+    p.add_argument("--method", default="specgr++", choices=["specgr++", "specgr-aux", "specgr-knn"])
+    _ckpt_args(p)
+    _specgr_knobs(p)
+    p.add_argument("--gammas", type=float, nargs="+", default=[-1.2, -1.4, -1.6, -1.8], help="γ values")
+    p.add_argument("--deltas", type=int, nargs="+", default=[50], help="δ values")
+    p.add_argument("--betas", type=int, nargs="+", default=[30], help="β values")
+    p.add_argument("--out", default="results/sweep.csv", help="output CSV")
+    p.set_defaults(fn=cmd_sweep, split="valid")
+
+    p = sub.add_parser("pipeline", help="every stage, resumable: prepare, sid, tiger, specgr_pp, aux, sasrec, "
+                       "export, tune (valid), evaluate (test)", formatter_class=F)
+    _common(p)
+    p.add_argument("--stages", default=None, help="comma-separated subset of stages (default: all)")
+    p.add_argument("--force-stages", default=None, help="comma-separated stages to re-run even if up to date")
+    p.add_argument("--mirror", default=None, help="data mirror folder (overrides $SPECGR_DATA_MIRROR)")
+    p.add_argument("--export", default=None, help="copy the final bundle here (e.g. checkpoints/amazon2018-game)")
+    p.set_defaults(fn=cmd_pipeline)

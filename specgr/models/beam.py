@@ -1,0 +1,117 @@
+"""Batched beam search over semantic ids with a KV cache, constrained to valid ids (the trie) by default.
+
+Scores are the plain sum of the model's log-probs of the 4 digits: masking invalid tokens removes them but does NOT
+renormalise the remaining ones, so a constrained beam as wide as the catalog returns exactly the exhaustive ranking
+(every item scored by its 4-digit log-likelihood). No EOS step: all ids have 4 digits, so the EOS log-prob would only
+add noise to the ranking (the official code's 5th step, specgr.md §10.5).
+
+`expand_beams` is the single step primitive; the SpecGR loop (specgr.speculate) drives it itself, interleaved with
+drafting and verification.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from specgr.models.tiger import DECODER_START, TIGER, EncoderState
+
+N_DIGITS = 4
+NEG_INF = float("-inf")
+
+
+def expand_beams(step_logprobs: torch.Tensor, beam_scores: torch.Tensor, beam_tokens: torch.Tensor, width: int,
+                 allowed: torch.Tensor | None = None, beam_valid: torch.Tensor | None = None,
+                 return_parent: bool = False):
+    """One beam-search step for B users.
+
+    step_logprobs (B, W, V): next-token log-probs of each beam; beam_scores (B, W): summed log-probs so far;
+    beam_tokens (B, W, L): the beams' tokens (L = 0 at the start state, W = 1); allowed (B, W, V) bool or None (all
+    tokens); beam_valid (B, W) bool or None (all valid).
+
+    Returns new_tokens (B, width, L+1), new_scores (B, width) sorted descending, new_valid (B, width) (False for
+    slots that could not be filled: fewer than `width` allowed continuations; their score is -inf), and with
+    return_parent=True also parent (B, width): the index of the beam each new beam extends (for KV-cache reordering).
+    """
+    B, W, V = step_logprobs.shape
+    L = beam_tokens.shape[-1]
+    cand = beam_scores.float()[..., None] + step_logprobs.float()  # (B, W, V)
+    if allowed is not None:
+        cand = cand.masked_fill(~allowed, NEG_INF)
+    if beam_valid is not None:
+        cand = cand.masked_fill(~beam_valid[..., None], NEG_INF)
+    k = min(width, W * V)
+    scores, idx = cand.reshape(B, W * V).topk(k, dim=1)  # sorted
+    parent, tok = idx // V, idx % V
+    prev = beam_tokens.gather(1, parent[..., None].expand(B, k, L)) if L else beam_tokens.new_zeros(B, k, 0)
+    tokens = torch.cat([prev, tok[..., None].to(beam_tokens.dtype)], -1)
+    valid = scores > NEG_INF
+    if k < width:  # pad to the requested width with empty slots
+        pad = width - k
+        tokens = torch.cat([tokens, tokens.new_zeros(B, pad, L + 1)], 1)
+        scores = torch.cat([scores, scores.new_full((B, pad), NEG_INF)], 1)
+        valid = torch.cat([valid, valid.new_zeros(B, pad)], 1)
+        parent = torch.cat([parent, parent.new_zeros(B, pad)], 1)
+    tokens = tokens.masked_fill(~valid[..., None], 0)
+    return (tokens, scores, valid, parent) if return_parent else (tokens, scores, valid)
+
+
+def reorder_cache(past: list, parent: torch.Tensor) -> list:
+    """Self-attention cache (per layer (k, v) (B*W, h, L, d)) -> rows of the beams' parents (B*W', h, L, d)."""
+    B, Wn = parent.shape
+    rows = torch.arange(B, device=parent.device)[:, None]
+    out = []
+    for k, v in past:
+        W = k.shape[0] // B
+        out.append(tuple(t.view(B, W, *t.shape[1:])[rows, parent].reshape(B * Wn, *t.shape[1:]) for t in (k, v)))
+    return out
+
+
+def fit_vocab(allowed: torch.Tensor, V: int) -> torch.Tensor:
+    """Allowed-token mask of the SID vocab -> the model's vocab V (a grown collision digit can exceed it)."""
+    Vs = allowed.shape[-1]
+    if Vs == V:
+        return allowed
+    if Vs > V:
+        return allowed[..., :V]
+    return torch.cat([allowed, allowed.new_zeros(*allowed.shape[:-1], V - Vs)], -1)
+
+
+@torch.no_grad()
+def beam_search(model: TIGER, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, sids,
+                width: int = 50, k: int | None = None, constrained: bool = True, in_sample_only: bool = False,
+                state: EncoderState | None = None):
+    """Top-k semantic ids per user by beam search.
+
+    input_ids, attention_mask (B, T) (or a precomputed `state`); sids: SemanticIDs (trie + lookup).
+    constrained=True: only tokens that extend a valid id (sids.allowed_next; in_sample_only restricts to in-sample
+    items, the classic TIGER setting). constrained=False: any token at any step (the official behaviour); ids that
+    match no item come back as item -1.
+
+    Returns item_ids (B, K) long (-1 = no item), scores (B, K) fp32 = sum of the 4 digit log-probs (-inf for empty
+    slots), tokens (B, K, 4), sorted by score, K = k or width.
+    """
+    if state is None:
+        state = model.encoder_state(model.encode(input_ids, attention_mask), attention_mask)
+    B = state.batch_size
+    dev = state.mask.device
+    V = model.vocab_size
+    tokens = torch.zeros(B, 1, 0, dtype=torch.long, device=dev)
+    scores = torch.zeros(B, 1, device=dev)
+    valid = torch.ones(B, 1, dtype=torch.bool, device=dev)
+    last = torch.full((B, 1), DECODER_START, dtype=torch.long, device=dev)
+    past = None
+    for step in range(N_DIGITS):
+        lp, past = model.decode_step(state, last, past)
+        allowed = None
+        if constrained:
+            W = tokens.shape[1]
+            allowed = sids.allowed_next(tokens.reshape(B * W, step), in_sample_only=in_sample_only)
+            allowed = fit_vocab(allowed.to(dev).view(B, W, -1), V)
+        tokens, scores, valid, parent = expand_beams(lp, scores, tokens, width, allowed, valid, return_parent=True)
+        if step < N_DIGITS - 1:
+            past = reorder_cache(past, parent)
+            last = tokens[..., -1]
+    items = sids.lookup(tokens.reshape(-1, N_DIGITS), in_sample_only=in_sample_only).to(dev).view(B, -1)
+    items = items.masked_fill(~valid, -1)
+    K = k or width
+    return items[:, :K], scores[:, :K], tokens[:, :K]

@@ -1,0 +1,86 @@
+"""The verifier primitive: teacher-forced, length-normalised candidate log-likelihoods (specgr.md §6.1).
+
+For a candidate x with SID tokens (c1..c4), one decoder pass on [PAD, c1, c2, c3] gives log p(c_t | c_<t, X) for
+t = 1..4, and
+
+    V(x) = (1/m) * sum_{t=1..m} log p(c_t | c_<t, X)
+
+with m = 4 for in-sample items and m = 3 for unseen ones (paper / [v-old]: the collision digit of a new item carries
+no signal), or m = max(prefix_len[x], min_len) ([v-new]). All users and candidates go in one batched decoder call;
+the encoder states are computed once per user and shared by its candidates.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from specgr.models.tiger import DECODER_START, TIGER, EncoderState
+
+N_DIGITS = 4
+LENGTH_RULES = ("paper", "prefix_len")
+
+
+def _table(sid_tokens) -> torch.Tensor:
+    t = sid_tokens.tokens if hasattr(sid_tokens, "tokens") else sid_tokens
+    return torch.as_tensor(t).long()
+
+
+def candidate_lengths(cand: torch.Tensor, n_in_sample: int, length_rule: str = "paper",
+                      prefix_len: torch.Tensor | None = None, min_len: int = 3) -> torch.Tensor:
+    """Number of digits m averaged for each candidate. cand (B, R) item ids >= 0 -> (B, R) long in [1, 4]."""
+    if length_rule == "paper":
+        return torch.where(cand < n_in_sample, N_DIGITS, N_DIGITS - 1)
+    if length_rule == "prefix_len":
+        if prefix_len is None:
+            raise ValueError("length_rule='prefix_len' needs prefix_len (SemanticIDs.prefix_len)")
+        return torch.as_tensor(prefix_len, device=cand.device).long()[cand].clamp(min=min_len, max=N_DIGITS)
+    raise ValueError(f"length_rule must be one of {LENGTH_RULES}, got {length_rule!r}")
+
+
+def digit_logprobs(model: TIGER, enc, enc_mask, cand_tokens: torch.Tensor) -> torch.Tensor:
+    """cand_tokens (B, R, 4) SID tokens -> (B, R, 4) log p(c_t | c_<t, X), one teacher-forced decoder pass."""
+    dec_in = torch.cat([torch.full_like(cand_tokens[..., :1], DECODER_START), cand_tokens[..., :N_DIGITS - 1]], -1)
+    return model.decoder_token_logprobs(enc, enc_mask, dec_in, cand_tokens)
+
+
+@torch.no_grad()
+def score_candidates(model: TIGER, enc, enc_mask, cand_items: torch.Tensor, sid_tokens, n_in_sample: int,
+                     length_rule: str = "paper", prefix_len: torch.Tensor | None = None, min_len: int = 3,
+                     chunk: int | None = None) -> torch.Tensor:
+    """Verification scores V (B, R) fp32 of candidate items.
+
+    enc (B, T, d) or an EncoderState (computed once per batch and reused: cheaper); enc_mask (B, T);
+    cand_items (B, R) item ids, -1 = pad (score -inf); sid_tokens (N, 4) or a SemanticIDs (then prefix_len defaults
+    to its prefix_len); length_rule "paper" (m = 4 in-sample / 3 unseen) or "prefix_len" (m = max(prefix_len, min_len)).
+    chunk: max candidates per user per decoder call (bounds the (B, chunk, 4, V) logits memory).
+    """
+    if prefix_len is None and hasattr(sid_tokens, "prefix_len"):
+        prefix_len = sid_tokens.prefix_len
+    table = _table(sid_tokens)
+    state = enc if isinstance(enc, EncoderState) else model.encoder_state(enc, enc_mask)
+    dev = state.mask.device
+    cand = torch.as_tensor(cand_items, device=dev).long()
+    B, R = cand.shape
+    valid = cand >= 0
+    c = cand.clamp(min=0)
+    tok = table.to(dev)[c]  # (B, R, 4)
+    step = R if not chunk else int(chunk)
+    lp = torch.cat([digit_logprobs(model, state, None, tok[:, i:i + step]) for i in range(0, R, step)], 1) if R \
+        else torch.zeros(B, 0, N_DIGITS, device=dev)
+    m = candidate_lengths(c, n_in_sample, length_rule, prefix_len, min_len)
+    v = lp.cumsum(-1).gather(-1, (m - 1)[..., None])[..., 0] / m
+    return v.masked_fill(~valid, float("-inf"))
+
+
+@torch.no_grad()
+def exhaustive_scores(model: TIGER, enc, enc_mask, sid_tokens, chunk: int = 2048) -> torch.Tensor:
+    """Sum of the 4 digit log-probs of every item: (B, N) fp32. For tests and small catalogs (cost O(B*N))."""
+    table = _table(sid_tokens)
+    state = enc if isinstance(enc, EncoderState) else model.encoder_state(enc, enc_mask)
+    dev = state.mask.device
+    B, N = state.batch_size, len(table)
+    tok = table.to(dev)
+    out = [digit_logprobs(model, state, None, tok[None, i:i + chunk].expand(B, -1, -1)).sum(-1)
+           for i in range(0, N, chunk)]
+    return torch.cat(out, 1) if out else torch.zeros(B, 0, device=dev)
+

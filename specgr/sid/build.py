@@ -1,0 +1,119 @@
+"""Build, save, load semantic ids, and give ids to new items with the frozen tokenizer.
+
+Artifacts in `<dataset>/sid/`: `<method>.npz` (SemanticIDs), `<method>_tokenizer.pt` (torch.load(weights_only=True)
+safe: tensors and primitives only), `<method>_report.json` (quality report + timings + config).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from specgr.sid.quality import quality_report
+from specgr.sid.rqkmeans import RQKMeansConfig, RQKMeansTokenizer
+from specgr.sid.rqvae import RQVAEConfig, RQVAETokenizer
+from specgr.sid.semantic_ids import SemanticIDs
+
+METHODS = ("rqkmeans", "rqvae")
+
+
+@dataclass
+class SIDConfig:
+    method: str = "rqvae"  # "rqvae" (paper) or "rqkmeans" (training-free)
+    codebook_size: int = 256  # paper: 144 Games, 256 Office, 288 Phones
+    levels: int = 3  # quantizer digits; the 4th digit is the collision digit
+    collision_size: int | None = None  # slots of the collision digit (default: codebook_size)
+    on_overflow: str = "error"  # "error" | "grow" (see SemanticIDs.from_codes)
+    kmeans_iters: int = 50
+    kmeans_backend: str = "auto"
+    seed: int = 0
+    device: str = "auto"
+    rqvae: RQVAEConfig = field(default_factory=RQVAEConfig)  # codebook_size/levels/seed/device come from above
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SIDConfig":
+        d = dict(d)
+        rq = d.pop("rqvae", None) or {}
+        known = {f.name for f in fields(RQVAEConfig)}
+        return cls(**d, rqvae=RQVAEConfig(**{k: v for k, v in rq.items() if k in known}))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_tokenizer(cfg: SIDConfig):
+    if cfg.levels != 3:
+        raise ValueError(f"SemanticIDs use 3 quantizer digits + 1 collision digit; levels={cfg.levels} unsupported")
+    if cfg.method == "rqkmeans":
+        return RQKMeansTokenizer(RQKMeansConfig(codebook_size=cfg.codebook_size, levels=cfg.levels,
+                                                kmeans_iters=cfg.kmeans_iters, backend=cfg.kmeans_backend,
+                                                seed=cfg.seed, device=cfg.device))
+    if cfg.method == "rqvae":
+        rq = RQVAEConfig(**{**asdict(cfg.rqvae), "codebook_size": cfg.codebook_size, "levels": cfg.levels,
+                            "seed": cfg.seed, "device": cfg.device})
+        return RQVAETokenizer(rq)
+    raise ValueError(f"unknown SID method {cfg.method!r}; have {METHODS}")
+
+
+def tokenizer_from_state_dict(sd: dict, device: str = "auto"):
+    kinds = {"rqkmeans": RQKMeansTokenizer, "rqvae": RQVAETokenizer}
+    if sd.get("kind") not in kinds:
+        raise ValueError(f"unknown tokenizer kind {sd.get('kind')!r}")
+    return kinds[sd["kind"]].from_state_dict(sd, device=device)
+
+
+def build_semantic_ids(emb, n_in_sample: int, cfg: SIDConfig | None = None):
+    """emb (N, d) embeddings of all items (in-sample first) -> (SemanticIDs, fitted tokenizer, report dict).
+
+    The tokenizer is fitted on the in-sample rows only; every item is then encoded by the frozen tokenizer.
+    """
+    cfg = cfg or SIDConfig()
+    emb = torch.as_tensor(np.asarray(emb) if not torch.is_tensor(emb) else emb).float()
+    tok = make_tokenizer(cfg)
+    t0 = time.time()
+    tok.fit(emb[:n_in_sample])
+    t1 = time.time()
+    codes = tok.encode(emb)
+    t2 = time.time()
+    sids = SemanticIDs.from_codes(codes, n_in_sample, cfg.codebook_size, cfg.collision_size, cfg.on_overflow)
+    report = {"method": cfg.method, "fit_seconds": t1 - t0, "encode_seconds": t2 - t1,
+              **quality_report(sids, emb), "config": cfg.to_dict()}
+    if getattr(tok, "history", None):
+        report["train_last"] = tok.history[-1]
+    return sids, tok, report
+
+
+def sid_dir(ds_path) -> Path:
+    return Path(getattr(ds_path, "path", ds_path)) / "sid"
+
+
+def save_sid_artifacts(ds_path, sids: SemanticIDs, tokenizer, cfg: SIDConfig, report: dict | None = None) -> Path:
+    """Write <ds_path>/sid/<method>.npz, <method>_tokenizer.pt, <method>_report.json; returns the sid folder."""
+    d = sid_dir(ds_path)
+    d.mkdir(parents=True, exist_ok=True)
+    sids.save(d / f"{cfg.method}.npz")
+    torch.save({"sid_config": cfg.to_dict(), "tokenizer": tokenizer.state_dict()}, d / f"{cfg.method}_tokenizer.pt")
+    if report is not None:
+        (d / f"{cfg.method}_report.json").write_text(json.dumps(report, indent=2, default=float))
+    return d
+
+
+def load_sid_artifacts(ds_path, method: str = "rqvae", device: str = "auto"):
+    """-> (SemanticIDs on CPU, frozen tokenizer, SIDConfig)."""
+    d = sid_dir(ds_path)
+    f = d / f"{method}.npz"
+    if not f.exists():
+        raise FileNotFoundError(f"no semantic ids at {f}. Fix: `specgr sid --method {method}` for this dataset.")
+    sids = SemanticIDs.load(f)
+    blob = torch.load(d / f"{method}_tokenizer.pt", weights_only=True, map_location="cpu")
+    return sids, tokenizer_from_state_dict(blob["tokenizer"], device), SIDConfig.from_dict(blob["sid_config"])
+
+
+def encode_new_items(tokenizer, sids: SemanticIDs, emb_new, on_overflow: str | None = None) -> torch.Tensor:
+    """Give brand-new items (M, d) embeddings semantic ids with the frozen tokenizer; returns their ids (M,)."""
+    return sids.add_items(tokenizer.encode(emb_new), on_overflow=on_overflow)

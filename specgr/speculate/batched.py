@@ -1,0 +1,342 @@
+"""Batched, exact SpecGR: the loop of `specgr.speculate.reference` run for B users at once, returning the same lists.
+
+What "exact" takes care of, compared with the official batched code (specgr.md §6.3, §10):
+- per-user prefix constraints (`SemanticIDs.prefix_match_mask` is per row), never a union over the batch;
+- an item is never drafted twice (the drafter gets each user's drafted ids as `exclude`), so lists have no duplicates;
+- per-user early exit: users with >= K accepted leave the active set, which is compacted, so they stop costing
+  compute; one host sync per round decides who is still active;
+- the encoder runs once per user; its states are gathered for the active rows in every round.
+
+Per round, for the b active users: one drafter call (b, δ), one teacher-forced verifier pass over (b, δ) candidates,
+one decoder pass over (b, β) beam prefixes + a constrained top-β. Candidates are appended to fixed (B, l·δ) buffers in
+drafting order; `_finalize` turns the buffers into the final lists with sorts over (B, l·δ + β), no Python per user.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from specgr.models.beam import beam_search
+from specgr.speculate import steps
+from specgr.speculate.config import SpecGRConfig
+from specgr.speculate.trace import (SOURCE_ACCEPTED, SOURCE_BEAM, SOURCE_FILL, SOURCE_NAMES, SOURCE_NONE, RoundTrace,
+                                    SpecGRResult, UserTrace)
+
+N_DIGITS = 4
+NEG_INF = float("-inf")
+
+
+def _as_long(x, device) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device, dtype=torch.long)
+    return torch.as_tensor(np.asarray(x), dtype=torch.long, device=device)
+
+
+def resolve_device(device) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def desc_order(score: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
+    """(B, M) scores, (B, M) bool -> (B, M) column order: members first by descending score, then non-members.
+
+    Stable, so equal scores keep column order (drafting order, then beam rank), the reference's tie-break.
+    """
+    o1 = torch.sort(score, dim=1, descending=True, stable=True).indices
+    o2 = torch.sort((~member).gather(1, o1).to(torch.uint8), dim=1, stable=True).indices
+    return o1.gather(1, o2)
+
+
+def desc_rank(score: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
+    """(B, M) -> (B, M) 0-based rank of each column under `desc_order`."""
+    order = desc_order(score, member)
+    ar = torch.arange(score.shape[1], device=score.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, ar)
+
+
+class _DraftSource:
+    """Calls the drafter once per round for the active rows.
+
+    Fast paths for embedding drafters (an `index` + `query_embeddings`, i.e. `EmbeddingDrafter`): the query vectors
+    are computed once per batch and every round is one masked top-k on the index, exactly what `draft()` computes.
+    For the SpecGR++ `EncoderDrafter` over the same TIGER, the query comes from the loop's own encoder pass (the
+    encoder runs once per user, not twice). Any other Drafter is called through `draft()` every round.
+    """
+
+    def __init__(self, drafter, model, hist: torch.Tensor, hist_len: torch.Tensor, enc, enc_mask):
+        from specgr.drafters.encoder import EncoderDrafter
+
+        self.drafter, self.hist, self.hist_len = drafter, hist, hist_len
+        self.q = None
+        if isinstance(drafter, EncoderDrafter) and drafter.model is model:
+            self.q = drafter.proj(enc, enc_mask).float().to(drafter.device)  # = drafter.query_embeddings(...)
+        elif hasattr(drafter, "index") and hasattr(drafter, "query_embeddings") and hasattr(drafter.index, "search"):
+            dev = getattr(drafter, "device", hist.device)
+            self.q = drafter.query_embeddings(hist.to(dev), hist_len.to(dev))
+
+    def draft(self, rows: torch.Tensor, k: int, allowed, exclude):
+        """rows (b,) batch rows of the users; allowed (b, N) bool | None; exclude (b, E) -> ids, scores (b, k)."""
+        h = self.hist[rows]
+        if self.q is None:
+            return self.drafter.draft(h, self.hist_len[rows], k, allowed=allowed, exclude=exclude)
+        dev = self.q.device
+        q = self.q[rows.to(dev)]
+        if getattr(self.drafter, "exclude_history", False):  # as EmbeddingDrafter.draft does
+            exclude = h if exclude is None else torch.cat([exclude, h], 1)
+        allowed = None if allowed is None else allowed.to(dev)
+        exclude = None if exclude is None else exclude.to(dev)
+        return self.drafter.index.search(q, k, allowed=allowed, exclude=exclude)
+
+
+class SpecGR:
+    """Batched SpecGR inference. model: TIGER; drafter: any Drafter; sids: SemanticIDs (moved to `device`)."""
+
+    def __init__(self, model, drafter, sids, cfg: SpecGRConfig | None = None, device="cpu"):
+        self.cfg = cfg or SpecGRConfig()
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.drafter = drafter
+        self.sids = sids.to(self.device)
+
+    # ------------------------------------------------------------------ the loop
+    @torch.inference_mode()
+    def recommend(self, history, hist_len, k: int | None = None, trace: bool = False) -> SpecGRResult:
+        """history (B, H) item ids (-1 pad), hist_len (B,) -> SpecGRResult (tensors on self.device)."""
+        cfg, sids, dev = self.cfg, self.sids, self.device
+        K, d, W, l = k or cfg.top_k, cfg.draft_size, cfg.num_beams, cfg.max_rounds
+        in_only = not cfg.inductive  # ablation: drafts and beams restricted to in-sample items
+        hist, hl = _as_long(history, dev), _as_long(hist_len, dev)
+        B, M = hist.shape[0], cfg.max_rounds * cfg.draft_size
+
+        # candidate buffers in drafting order: column (r - 1) * δ + j = j-th draft of round r
+        cand = torch.full((B, M), -1, dtype=torch.long, device=dev)
+        cand_v = torch.full((B, M), NEG_INF, device=dev)
+        cand_acc = torch.zeros(B, M, dtype=torch.bool, device=dev)
+        cand_ds = torch.full((B, M), NEG_INF, device=dev) if trace else None
+        n_acc = torch.zeros(B, dtype=torch.long, device=dev)
+        n_rounds = torch.zeros(B, dtype=torch.long, device=dev)
+        fin = (torch.zeros(B, W, N_DIGITS, dtype=torch.long, device=dev), torch.full((B, W), NEG_INF, device=dev),
+               torch.zeros(B, W, dtype=torch.bool, device=dev))  # final 4-digit beams, for users that need fill
+        round_beams = []  # trace only: per round, (active rows, beam) after the beam step
+
+        with steps.autocast(dev, cfg.autocast):
+            enc, enc_mask, state = steps.encode(self.model, sids, hist, hl)  # the only encoder pass
+            drafts = _DraftSource(self.drafter, self.model, hist, hl, enc, enc_mask)
+        del enc  # the loop only needs the cross-attention state
+        rows = torch.arange(B, device=dev)  # batch rows of the active users
+        beam = steps.Beam.start(B, dev)
+        for rnd in range(1, l + 1):
+            b, lo = rows.numel(), (rnd - 1) * d
+            # 1. draft under each user's own beam prefixes; exclude what that user already drafted
+            ids, ds = self._draft(drafts, rows, cand, beam, rnd, lo)
+            # 2. verify
+            with steps.autocast(dev, cfg.autocast):
+                v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len)  # (b, δ)
+            acc = v > cfg.threshold  # pads have V = -inf: never accepted
+            n = ids.shape[1]
+            cand[rows, lo:lo + n], cand_v[rows, lo:lo + n], cand_acc[rows, lo:lo + n] = ids, v, acc
+            if trace:
+                cand_ds[rows, lo:lo + n] = ds.float().to(dev)
+            n_acc[rows] += acc.sum(1)
+            n_rounds[rows] = rnd
+            # 3. per-user early exit: compact the active set (the one host sync of the round)
+            keep = (n_acc[rows] < K).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                rows = rows[:0]
+                break
+            if keep.numel() < b:
+                rows = rows[keep]
+                state, beam = state.index(keep), beam.index(keep)
+            # 4. extend the beam by one digit: guides the next round, and (after the last round) feeds the fill-up
+            with steps.autocast(dev, cfg.autocast):
+                beam = steps.beam_step(self.model, sids, state, beam, W, in_sample_only=in_only)
+            if trace:
+                round_beams.append((rows.cpu(), beam.tokens.cpu(), beam.scores.cpu(), beam.valid.cpu()))
+
+        if rows.numel():
+            while beam.length < N_DIGITS:  # only when max_rounds < 4: finish the beams for the fill-up
+                with steps.autocast(dev, cfg.autocast):
+                    beam = steps.beam_step(self.model, sids, state, beam, W, in_sample_only=in_only)
+            fin[0][rows], fin[1][rows], fin[2][rows] = beam.tokens, beam.scores.float(), beam.valid
+
+        items, scores, sources = self._finalize(cand, cand_v, cand_acc, n_acc, fin, K)
+        res = SpecGRResult(items, scores, sources, n_rounds, n_acc, (cand >= 0).sum(1))
+        if trace:
+            res.traces = self._traces(res, cand, cand_v, cand_acc, cand_ds, round_beams)
+        return res
+
+    def _draft(self, drafts, rows: torch.Tensor, cand: torch.Tensor, beam, rnd: int, lo: int):
+        """Round `rnd` drafts for the active users `rows` (b,) -> ids (b, δ) on self.device, scores (b, δ).
+
+        Guided rounds restrict each user to items under that user's own beam prefixes; every round excludes the
+        user's earlier drafts (cand[:, :lo]). Users go in chunks so the (chunk, N) bool mask stays bounded.
+        """
+        cfg, sids, dev = self.cfg, self.sids, self.device
+        in_only = not cfg.inductive
+        b = rows.numel()
+        step = max(1, cfg.draft_chunk_elems // max(sids.n_items, 1))
+        out_i, out_s = [], []
+        for s in range(0, b, step):
+            e = min(b, s + step)
+            allowed = None
+            if cfg.uses_prefixes(rnd):  # (c, N) bool, per user: never a union over the batch
+                allowed = sids.prefix_match_mask(beam.tokens[s:e], beam.valid[s:e], in_sample_only=in_only)
+            elif in_only:
+                allowed = sids.in_sample_mask[None].expand(e - s, -1)
+            exclude = cand[rows[s:e], :lo] if lo else None
+            i, sc = drafts.draft(rows[s:e], cfg.draft_size, allowed, exclude)
+            out_i.append(i.to(dev))
+            out_s.append(sc)
+        if len(out_i) == 1:
+            return out_i[0], out_s[0]
+        return torch.cat(out_i), torch.cat([x.to(dev) for x in out_s])
+
+    # ------------------------------------------------------------------ final lists
+    def _finalize(self, cand, cand_v, cand_acc, n_acc, fin, K: int):
+        """Buffers -> items (B, K), scores (B, K), sources (B, K); see ReferenceSpecGR.finalize for the rule.
+
+        Columns: M candidates in drafting order, then the W final beams in beam order. The selection is
+        (accepted, top-K of them by V or by drafting order) + (pool = rejected candidates and never-drafted beams,
+        top max(K - #accepted, 0) by score); the selection is then sorted by score.
+        """
+        B, M = cand.shape
+        # accepted part: all of them when < K were accepted, else the top K by V (v-old) or the first K (v-new)
+        if self.cfg.accept_topk_by == "score":
+            acc_rank = desc_rank(cand_v, cand_acc)
+        else:
+            acc_rank = cand_acc.long().cumsum(1) - 1
+        acc_sel = cand_acc & (acc_rank < K)
+        # fill-up pool: rejected candidates (by V) and final beams that were never drafted (by beam logprob / 4)
+        f_tok, f_sc, f_ok = fin
+        W = f_tok.shape[1]
+        b_items = self.sids.lookup(f_tok.reshape(B * W, N_DIGITS)).view(B, W)
+        b_drafted = (b_items[:, :, None] == cand[:, None, :]).any(2)  # (B, W, M); small: W, M ~ 10^2
+        b_ok = f_ok & (b_items >= 0) & ~b_drafted
+        ids = torch.cat([cand, b_items], 1)
+        sc = torch.cat([cand_v, f_sc / N_DIGITS], 1)
+        in_pool = torch.cat([(cand >= 0) & ~cand_acc, b_ok], 1)
+        need = (K - n_acc).clamp(min=0)
+        pool_sel = in_pool & (desc_rank(sc, in_pool) < need[:, None])
+        sel = pool_sel | torch.cat([acc_sel, torch.zeros_like(b_ok)], 1)
+        # final order: selected first, by descending score
+        src = torch.cat([torch.where(cand_acc, SOURCE_ACCEPTED, SOURCE_FILL),
+                         torch.full_like(b_items, SOURCE_BEAM)], 1)
+        order = desc_order(sc, sel)
+        kk = min(K, order.shape[1])
+        order = order[:, :kk]
+        got = sel.gather(1, order)
+        items = torch.where(got, ids.gather(1, order), -1)
+        scores = torch.where(got, sc.gather(1, order), NEG_INF)
+        sources = torch.where(got, src.gather(1, order), SOURCE_NONE)
+        if kk < K:  # K > l·δ + β: pad
+            pad = K - kk
+            items = torch.cat([items, items.new_full((B, pad), -1)], 1)
+            scores = torch.cat([scores, scores.new_full((B, pad), NEG_INF)], 1)
+            sources = torch.cat([sources, sources.new_full((B, pad), SOURCE_NONE)], 1)
+        return items, scores, sources
+
+    # ------------------------------------------------------------------ traces (trace=True only)
+    def _traces(self, res, cand, cand_v, cand_acc, cand_ds, round_beams) -> list[UserTrace]:
+        cfg, d = self.cfg, self.cfg.draft_size
+        cand, cand_v, cand_acc, cand_ds = (t.cpu().numpy() for t in (cand, cand_v, cand_acc, cand_ds))
+        items, scores, sources = (t.cpu().numpy() for t in (res.items, res.scores, res.sources))
+        n_rounds = res.n_rounds.cpu().numpy()
+        where = [{int(u): j for j, u in enumerate(rb[0].tolist())} for rb in round_beams]
+        out = []
+        for u in range(len(cand)):
+            tr = UserTrace()
+            for r in range(1, int(n_rounds[u]) + 1):
+                s = slice((r - 1) * d, r * d)
+                m = cand[u, s] >= 0
+                rt = RoundTrace(r, r - 1 if cfg.uses_prefixes(r) else 0, cand[u, s][m], cand_ds[u, s][m],
+                                cand_v[u, s][m], cand_acc[u, s][m])
+                if r <= len(round_beams) and u in where[r - 1]:
+                    j = where[r - 1][u]
+                    tok, sc, ok = (t[j] for t in round_beams[r - 1][1:])
+                    rt.beam_tokens, rt.beam_scores = tok[ok].numpy(), sc[ok].float().numpy()
+                tr.rounds.append(rt)
+            m = items[u] >= 0
+            tr.items, tr.scores = items[u][m], scores[u][m]
+            tr.sources = [SOURCE_NAMES[int(c)] for c in sources[u][m]]
+            tr.is_new = tr.items >= self.sids.n_in_sample
+            out.append(tr)
+        return out
+
+    # ------------------------------------------------------------------ whole splits
+    def recommend_rows(self, rows, batch_size: int = 256, k: int | None = None, progress: bool = True,
+                       trace: bool = False) -> SpecGRResult:
+        """Run a whole split (specgr.data.processed.Rows or anything with .history / .hist_len) in batches.
+
+        Returns host tensors for all rows and `timing` = {"seconds", "n_rows", "recs_per_s", "device"}, measured
+        around the whole loop with CUDA synchronisation.
+        """
+        return run_rows(self, rows, batch_size, k, progress, trace)
+
+
+def run_rows(rec, rows, batch_size: int = 256, k: int | None = None, progress: bool = True,
+             trace: bool = False) -> SpecGRResult:
+    """Shared by SpecGR, ReferenceSpecGR and TigerOnly: batches of `rows` through rec.recommend, timed."""
+    from tqdm.auto import tqdm
+
+    dev = getattr(rec, "device", torch.device("cpu"))
+    hist, hl = np.asarray(rows.history), np.asarray(rows.hist_len)
+    R = len(hl)
+    parts = []
+    sync(dev)
+    t0 = time.perf_counter()
+    for s in tqdm(range(0, R, batch_size), disable=not progress, desc=type(rec).__name__, unit="batch"):
+        parts.append(rec.recommend(hist[s:s + batch_size], hl[s:s + batch_size], k=k, trace=trace).cpu())
+    sync(dev)
+    sec = time.perf_counter() - t0
+    out = SpecGRResult.cat(parts) if parts else None
+    if out is not None:
+        out.timing = {"seconds": sec, "n_rows": R, "recs_per_s": R / max(sec, 1e-9), "device": str(dev)}
+    return out
+
+
+class TigerOnly:
+    """Baseline with the same recommend() shape: plain TIGER constrained beam search (width K, in-sample items
+    only, so it never recommends unseen items). Scores are beam log-prob / 4; every source is SOURCE_BEAM."""
+
+    def __init__(self, model, sids, num_beams: int | None = None, device="cpu", autocast: bool = True):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.sids = sids.to(self.device)
+        self.num_beams, self.autocast = num_beams, autocast
+
+    @torch.inference_mode()
+    def recommend(self, history, hist_len, k: int = 50, trace: bool = False) -> SpecGRResult:
+        dev, sids = self.device, self.sids
+        k = k or 50
+        W = max(self.num_beams or k, k)
+        hist, hl = _as_long(history, dev), _as_long(hist_len, dev)
+        B = hist.shape[0]
+        with steps.autocast(dev, self.autocast):
+            _, _, state = steps.encode(self.model, sids, hist, hl)
+            items, sc, _ = beam_search(self.model, None, None, sids, width=W, k=k, constrained=True,
+                                       in_sample_only=True, state=state)
+        ok = items >= 0
+        sc = sc.float() / N_DIGITS
+        items = torch.where(ok, items, -1)
+        scores = torch.where(ok, sc, NEG_INF)
+        sources = torch.where(ok, SOURCE_BEAM, SOURCE_NONE)
+        if items.shape[1] < k:
+            pad = k - items.shape[1]
+            items = torch.cat([items, items.new_full((B, pad), -1)], 1)
+            scores = torch.cat([scores, scores.new_full((B, pad), NEG_INF)], 1)
+            sources = torch.cat([sources, sources.new_full((B, pad), SOURCE_NONE)], 1)
+        zero = torch.zeros(B, dtype=torch.long, device=dev)
+        return SpecGRResult(items, scores, sources, zero, zero, zero)
+
+    def recommend_rows(self, rows, batch_size: int = 256, k: int | None = 50, progress: bool = True,
+                       trace: bool = False) -> SpecGRResult:
+        return run_rows(self, rows, batch_size, k, progress, False)

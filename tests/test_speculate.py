@@ -1,0 +1,273 @@
+"""SpecGR inference: the batched loop returns exactly the one-user reference's lists, and the paper's invariants hold.
+
+Tiny random TIGER + random semantic ids (C=8, 300 items, 220 in-sample) + a random-embedding drafter: continuous
+scores, so there are no float ties and lists must match item for item. CPU, a few seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from specgr.drafters.base import EmbeddingDrafter
+from specgr.models.tiger import TIGER, tiger_preset
+from specgr.retrieval import RetrievalIndex
+from specgr.sid.semantic_ids import SemanticIDs
+from specgr.speculate import (SOURCE_ACCEPTED, SOURCE_BEAM, SOURCE_FILL, SOURCE_NONE, ReferenceSpecGR, SpecGR,
+                              SpecGRConfig, TigerOnly)
+
+N, N_IN, C, H = 300, 220, 8, 20
+
+
+class RandomDrafter(EmbeddingDrafter):
+    """query = mean of the history items' random embeddings; exact torch index (deterministic)."""
+
+    def __init__(self, emb):
+        super().__init__("cpu")
+        self.index = RetrievalIndex(emb, backend="torch", device="cpu")
+
+    def query_embeddings(self, history, hist_len):
+        e = self.index.embeddings()
+        m = (history >= 0).float()
+        return (e[history.clamp(min=0)] * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
+
+
+class PlainDrafter(RandomDrafter):
+    """Same drafter seen only through the Drafter protocol (no `index` attribute: the batched loop calls draft())."""
+
+    def __init__(self, emb):
+        self._inner = RandomDrafter(emb)
+
+    @property
+    def n_items(self):
+        return self._inner.n_items
+
+    def draft(self, history, hist_len, k, allowed=None, exclude=None):
+        return self._inner.draft(history, hist_len, k, allowed=allowed, exclude=exclude)
+
+
+@pytest.fixture(scope="module")
+def world():
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    sids = SemanticIDs.from_codes(torch.randint(0, C, (N, 3), generator=g), N_IN, C, on_overflow="grow")
+    torch.manual_seed(0)
+    model = TIGER(tiger_preset("tiny"), sids.vocab_size).eval()
+    drafter = RandomDrafter(torch.randn(N, 16, generator=g))
+    B = 10
+    hl = torch.randint(1, H + 1, (B,), generator=g)
+    hist = torch.randint(0, N, (B, H), generator=g)
+    hist[torch.arange(H)[None] >= hl[:, None]] = -1
+    return model, drafter, sids, hist, hl
+
+
+def small(**kw) -> SpecGRConfig:
+    base = dict(draft_size=8, num_beams=5, threshold=-3.6, top_k=10)
+    base.update(kw)
+    return SpecGRConfig(**base)
+
+
+def run_both(world, cfg, drafter=None):
+    model, d, sids, hist, hl = world
+    d = drafter or d
+    ref = ReferenceSpecGR(model, d, sids, cfg).recommend(hist, hl, trace=True)
+    bat = SpecGR(model, d, sids, cfg).recommend(hist, hl, trace=True)
+    return ref, bat
+
+
+def assert_same(ref, bat):
+    assert torch.equal(ref.items, bat.items.cpu())
+    assert torch.equal(ref.sources, bat.sources.cpu())
+    torch.testing.assert_close(ref.scores, bat.scores.cpu(), rtol=1e-5, atol=1e-5)
+    for f in ("n_rounds", "n_accepted", "n_drafted"):
+        assert torch.equal(getattr(ref, f), getattr(bat, f).cpu()), f
+
+
+def assert_no_duplicates(res):
+    for row in res.items.tolist():
+        real = [i for i in row if i >= 0]
+        assert len(real) == len(set(real))
+        assert all(i == -1 for i in row[len(real):]), "padding only at the tail"
+
+
+CONFIGS = {
+    "paper": small(),
+    "few-accepted": small(draft_size=3, num_beams=8, threshold=-3.2),  # < K accepted: fill from rejects + beams
+    "many-accepted": small(threshold=-3.9),  # early exits in round 2-3
+    "big-draft": small(draft_size=20, num_beams=10, threshold=-3.7, top_k=25),
+    "vnew": SpecGRConfig.official_vnew(draft_size=8, num_beams=5, threshold=-3.6, top_k=10),
+    "vnew-aux": SpecGRConfig.official_vnew("aux", draft_size=8, num_beams=5, threshold=-3.5, top_k=10),
+    "unguided-3-rounds": small(guided_redraft=False, max_rounds=3, threshold=-3.4),
+    "transductive": small(inductive=False),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_batched_equals_reference(world, name):
+    ref, bat = run_both(world, CONFIGS[name])
+    assert_same(ref, bat)
+    assert_no_duplicates(bat)
+    # both traces describe the same run
+    for a, b in zip(ref.traces, bat.traces):
+        assert a.n_rounds == b.n_rounds and a.n_accepted == b.n_accepted
+        for ra, rb in zip(a.rounds, b.rounds):
+            np.testing.assert_array_equal(ra.drafted, rb.drafted)
+            np.testing.assert_array_equal(ra.accepted, rb.accepted)
+            assert (ra.beam_tokens is None) == (rb.beam_tokens is None)
+            if ra.beam_tokens is not None:
+                np.testing.assert_array_equal(ra.beam_tokens, rb.beam_tokens)
+
+
+def test_settings_cover_both_regimes(world):
+    """The settings above really exercise fill-up (< K accepted) and early exit (>= K before round 4)."""
+    K = 10
+    _, few = run_both(world, CONFIGS["few-accepted"])
+    _, many = run_both(world, CONFIGS["many-accepted"])
+    assert (few.n_accepted < K).sum() >= 3 and (few.sources == SOURCE_BEAM).any() and (few.sources == SOURCE_FILL).any()
+    assert ((many.n_accepted >= K) & (many.n_rounds < 4)).sum() >= 3
+
+
+def test_protocol_only_drafter_matches(world):
+    """A drafter seen only through draft() (no fast path) gives the same lists."""
+    model, d, sids, hist, hl = world
+    cfg = CONFIGS["paper"]
+    plain = PlainDrafter(d.index.embeddings())
+    assert_same(SpecGR(model, d, sids, cfg).recommend(hist, hl), SpecGR(model, plain, sids, cfg).recommend(hist, hl))
+
+
+def test_user_chunked_drafting_matches(world):
+    """Bounding the (users x N) prefix mask (1M-item catalogs) drafts in user chunks: same lists."""
+    model, d, sids, hist, hl = world
+    cfg = CONFIGS["paper"]
+    chunked = SpecGR(model, d, sids, cfg.replace(draft_chunk_elems=3 * N)).recommend(hist, hl)
+    assert_same(SpecGR(model, d, sids, cfg).recommend(hist, hl), chunked)
+
+
+def test_per_user_prefixes_batch_invariance(world):
+    """Prefix masks are per user: a batch result equals each user run alone, and shuffling users changes nothing."""
+    model, d, sids, hist, hl = world
+    rec = SpecGR(model, d, sids, CONFIGS["paper"])
+    full = rec.recommend(hist, hl)
+    for u in (0, 3, 7):
+        one = rec.recommend(hist[u:u + 1], hl[u:u + 1])
+        assert torch.equal(one.items[0], full.items[u])
+    perm = torch.randperm(len(hl), generator=torch.Generator().manual_seed(1))
+    shuf = rec.recommend(hist[perm], hl[perm])
+    assert torch.equal(shuf.items, full.items[perm])
+
+
+def test_gamma_minus_inf_accepts_all_in_round_one(world):
+    model, d, sids, hist, hl = world
+    cfg = small(threshold=float("-inf"), draft_size=12, top_k=10)
+    res = SpecGR(model, d, sids, cfg).recommend(hist, hl, trace=True)
+    assert (res.n_rounds == 1).all() and (res.n_accepted == 12).all() and (res.n_drafted == 12).all()
+    assert (res.sources == SOURCE_ACCEPTED).all()
+    for t, row in zip(res.traces, res.items.tolist()):
+        r = t.rounds[0]
+        best = r.drafted[np.argsort(-r.verify_scores, kind="stable")[:10]]
+        assert row == best.tolist()  # top-K accepted by V
+
+
+def test_gamma_plus_inf_accepts_none(world):
+    model, d, sids, hist, hl = world
+    cfg = small(threshold=float("inf"))
+    ref, bat = run_both(world, cfg)
+    assert_same(ref, bat)
+    assert (bat.n_accepted == 0).all() and (bat.n_rounds == 4).all()
+    assert ((bat.sources == SOURCE_FILL) | (bat.sources == SOURCE_BEAM)).all()  # full lists from the fill-up
+    assert (bat.items >= 0).all()
+    # scores are sorted, and the best beam / best reject both made it in
+    assert (bat.scores[:, :-1] >= bat.scores[:, 1:]).all()
+
+
+def test_trace_consistent_with_final_list(world):
+    model, d, sids, hist, hl = world
+    res = SpecGR(model, d, sids, CONFIGS["few-accepted"]).recommend(hist, hl, trace=True)
+    for u, t in enumerate(res.traces):
+        drafted, accepted = t.all_drafted(), t.all_accepted()
+        assert len(set(drafted.tolist())) == len(drafted)  # never drafted twice
+        assert t.n_rounds == res.n_rounds[u] and t.n_accepted == res.n_accepted[u] and t.n_drafted == res.n_drafted[u]
+        assert 0 <= t.acceptance_rate <= 1 and "accepted" in t.summary()
+        assert t.items.tolist() == [i for i in res.items[u].tolist() if i >= 0]
+        for item, src in zip(t.items.tolist(), t.sources):
+            if src == "accepted":
+                assert item in accepted
+            elif src == "fill":
+                assert item in drafted and item not in accepted
+            else:
+                assert src == "beam" and item not in drafted
+        np.testing.assert_array_equal(t.is_new, t.items >= N_IN)
+        if t.n_accepted < 10:  # fill-up: every accepted item is in the list
+            assert set(accepted.tolist()) <= set(t.items.tolist())
+        # guided rounds draft only under the previous round's beam prefixes
+        for prev, cur in zip(t.rounds, t.rounds[1:]):
+            L = cur.prefix_len
+            if L:
+                pref = {tuple(p[:L]) for p in prev.beam_tokens.tolist()}
+                for item in cur.drafted.tolist():
+                    assert tuple(sids.tokens[item, :L].tolist()) in pref
+        # verification scores agree with the accept flags
+        for r in t.rounds:
+            np.testing.assert_array_equal(r.accepted, r.verify_scores > -3.2)
+
+
+def test_accept_topk_by_order_keeps_drafting_order(world):
+    model, d, sids, hist, hl = world
+    cfg = small(threshold=-3.9, accept_topk_by="order")
+    res = SpecGR(model, d, sids, cfg).recommend(hist, hl, trace=True)
+    for u, t in enumerate(res.traces):
+        if t.n_accepted >= 10:
+            first = t.all_accepted()[:10]
+            assert set(res.items[u].tolist()) == set(first.tolist())
+            assert (res.sources[u] == SOURCE_ACCEPTED).all()
+
+
+def test_inductive_false_never_drafts_unseen(world):
+    model, d, sids, hist, hl = world
+    res = SpecGR(model, d, sids, small(inductive=False)).recommend(hist, hl, trace=True)
+    for t in res.traces:
+        assert (t.all_drafted() < N_IN).all()
+    assert (res.items < N_IN).all()
+    ind = SpecGR(model, d, sids, small()).recommend(hist, hl, trace=True)
+    assert any((t.all_drafted() >= N_IN).any() for t in ind.traces)  # the inductive run does draft new items
+
+
+def test_k_larger_than_pool_pads(world):
+    model, d, sids, hist, hl = world
+    cfg = small(draft_size=3, num_beams=2, max_rounds=2, threshold=float("inf"), top_k=20)
+    ref, bat = run_both(world, cfg)
+    assert_same(ref, bat)
+    assert (bat.items[:, -1] == -1).all() and (bat.sources[:, -1] == SOURCE_NONE).all()
+    assert_no_duplicates(bat)
+
+
+def test_semantic_knn_and_encoder_drafters_plug_in(world):
+    from specgr.drafters.encoder import EncoderDrafter, Projection
+    from specgr.drafters.knn import SemanticKNNDrafter
+
+    model, d, sids, hist, hl = world
+    knn = SemanticKNNDrafter(d.index.embeddings(), device="cpu", backend="torch")
+    ref, bat = run_both(world, CONFIGS["paper"], drafter=knn)
+    assert_same(ref, bat)
+    for t, h in zip(bat.traces, hist.tolist()):  # the KNN drafter never drafts the user's own history
+        assert not set(t.all_drafted().tolist()) & set(h)
+    torch.manual_seed(0)
+    enc_drafter = EncoderDrafter(model, Projection(model.cfg.d_model, 16), sids, device="cpu")
+    ref, bat = run_both(world, CONFIGS["vnew"], drafter=enc_drafter)  # batched reuses its own encoder pass
+    assert_same(ref, bat)
+
+
+def test_tiger_only_and_recommend_rows(world):
+    from specgr.data.processed import Rows
+
+    model, d, sids, hist, hl = world
+    B = len(hl)
+    rows = Rows(np.arange(B), hist.numpy(), hl.numpy(), np.zeros(B, np.int64), np.zeros(B, np.int64))
+    tiger = TigerOnly(model, sids).recommend_rows(rows, batch_size=4, k=10, progress=False)
+    assert tiger.items.shape == (B, 10) and (tiger.items < N_IN).all() and (tiger.sources == SOURCE_BEAM).all()
+    assert_no_duplicates(tiger)
+    rec = SpecGR(model, d, sids, CONFIGS["paper"])
+    res = rec.recommend_rows(rows, batch_size=3, progress=False)
+    assert torch.equal(res.items, rec.recommend(hist, hl).items)
+    assert res.timing["n_rows"] == B and res.timing["recs_per_s"] > 0

@@ -1,0 +1,78 @@
+"""TIGER Lightning training on the tiny fixture: fast_dev_run, a short real run with checkpointing, resume."""
+
+import json
+
+import pytest
+import torch
+
+from specgr.checkpoint import load_checkpoint
+from specgr.models.tiger import load_tiger, tiger_preset
+from specgr.sid.semantic_ids import SemanticIDs
+from specgr.train.common import cosine_with_warmup, resolve_warmup
+from specgr.train.tiger import TigerTrainConfig, train_tiger, validation_catalog
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared CPU boxes: multi-threaded tiny matmuls spin-wait
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_sids(ds, C=6):
+    codes3 = torch.randint(0, C, (ds.n_items, 3), generator=torch.Generator().manual_seed(0))
+    return SemanticIDs.from_codes(codes3, ds.n_in_sample, C, on_overflow="grow")
+
+
+def cfg(**kw):
+    base = dict(epochs=2, batch_size=32, val_every=1, val_beam=20, val_batch_size=64, precision="32-true",
+                accelerator="cpu", warmup=0.2, log_every_n_steps=1)
+    return TigerTrainConfig(**{**base, **kw})
+
+
+def test_fast_dev_run(tiny_dataset, tmp_path):
+    sids = tiny_sids(tiny_dataset)
+    model, info = train_tiger(tiny_dataset, sids, tiger_preset("tiny"), cfg(), tmp_path / "run", fast_dev_run=True)
+    assert info["steps"] == 1 and model.vocab_size == sids.vocab_size
+    assert not (tmp_path / "run" / "config.json").exists()  # smoke runs write no checkpoint
+    assert sids.device.type == "cpu"
+
+
+def test_short_run_checkpoint_and_resume(tiny_dataset, tmp_path):
+    sids = tiny_sids(tiny_dataset)
+    out = tmp_path / "run"
+    model, info = train_tiger(tiny_dataset, sids, tiger_preset("tiny"), cfg(), out)
+    assert info["steps"] == info["total_steps"] and len(info["val_history"]) == 2  # after epoch 1 and 2
+    assert info["best"]["overall"]["ndcg@10"] == max(h["overall"]["ndcg@10"] for h in info["val_history"])
+    assert (out / "lightning" / "last.ckpt").exists() and info["best_ckpt"]
+    logged = (out / "logs").rglob("metrics.csv")
+    assert any("val/ndcg@10" in p.read_text() for p in logged)
+    # the self-contained checkpoint holds the best model
+    m2, s2 = load_tiger(out, ds=tiny_dataset)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, m2.state_dict()[k])
+    assert torch.equal(s2.tokens, sids.tokens)
+    assert load_checkpoint(out)["extra"]["tiger"]["steps"] == info["steps"]
+    # resume: more epochs continue from last.ckpt
+    _, info2 = train_tiger(tiny_dataset, sids, tiger_preset("tiny"), cfg(epochs=3), out)
+    assert info2["resumed_from"] and info2["steps"] == info2["total_steps"] > info["steps"]
+    assert len(info2["val_history"]) == 3
+    assert json.loads((out / "tiger_train_info.json").read_text())["steps"] == info2["steps"]
+
+
+def test_validation_pool_and_schedule(tiny_dataset):
+    sids = tiny_sids(tiny_dataset)
+    vs, ids = validation_catalog(tiny_dataset, sids, "valid")
+    fs = tiny_dataset.items["first_split"].astype(str).to_numpy()
+    assert set(fs[ids.numpy()]) <= {"train", "valid"}
+    assert torch.equal(vs.tokens, sids.tokens[ids])  # same 4-digit ids, trie restricted to the pool
+    assert torch.equal(ids[vs.lookup(sids.tokens[ids])], ids)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sch = cosine_with_warmup(opt, resolve_warmup(0.1, 100), 100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sch.step()
+    assert lrs[0] == pytest.approx(0.1) and max(lrs) == pytest.approx(1.0) and lrs[-1] < 0.01
