@@ -25,3 +25,6 @@ def test_two_process_ddp_both_stages(tiny_dataset, tmp_path):
     # validation saw every valid row exactly once (summed over the two ranks)
     assert s1["best_val"]["n_rows"] == len(tiny_dataset.rows("valid"))
     assert torch.isfinite(table).all()
+    # the explicit lr rule: "linear" on 2 processes doubles the lr and halves the warmup
+    assert s1["lr"]["lr"] == pytest.approx(2e-3) and s1["lr"]["warmup_steps"] == 1  # min(4 / 2, total = 1 step)
+    assert info["stage2"]["lr"]["lr"] == pytest.approx(2e-4) and info["stage2"]["table_encode_s"] > 0

@@ -110,3 +110,12 @@ def test_rqvae_warmup_then_kmeans_init(emb):
     cfg = RQVAEConfig(codebook_size=C, device="cpu", **{**TINY_RQ, "epochs": 1, "warmup_epochs": 2})
     codes = RQVAETokenizer(cfg).fit(emb).encode(emb)
     assert codes.shape == (len(emb), 3) and int(codes.max()) < C
+
+
+def test_sid_config_from_dict_is_strict():
+    c = SIDConfig.from_dict({"method": "rqkmeans", "codebook_size": 8, "rqvae": {"epochs": 3}})
+    assert c.rqvae.epochs == 3 and SIDConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="codebok_size"):
+        SIDConfig.from_dict({"codebok_size": 8})
+    with pytest.raises(ValueError, match="epoch"):
+        SIDConfig.from_dict({"rqvae": {"epoch": 3}})

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from specgr.data.tokenize import BOS, EOS, history_tokens
 from specgr.drafters.base import EmbeddingDrafter, as_long
-from specgr.retrieval import RetrievalIndex, resolve_device
+from specgr.retrieval import RetrievalIndex
 
 
 class Projection(nn.Module):

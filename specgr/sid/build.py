@@ -37,10 +37,14 @@ class SIDConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SIDConfig":
+        """Strict: unknown keys raise (typos in YAML presets must not be silently ignored)."""
         d = dict(d)
-        rq = d.pop("rqvae", None) or {}
-        known = {f.name for f in fields(RQVAEConfig)}
-        return cls(**d, rqvae=RQVAEConfig(**{k: v for k, v in rq.items() if k in known}))
+        rq = dict(d.pop("rqvae", None) or {})
+        for name, keys, known in (("sid", d, cls), ("sid.rqvae", rq, RQVAEConfig)):
+            bad = set(keys) - {f.name for f in fields(known)}
+            if bad:
+                raise ValueError(f"unknown {name} config keys {sorted(bad)}; known: {[f.name for f in fields(known)]}")
+        return cls(**d, rqvae=RQVAEConfig(**rq))
 
     def to_dict(self) -> dict:
         return asdict(self)

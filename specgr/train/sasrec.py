@@ -1,5 +1,6 @@
 """Training of the ID-based SASRec baseline, plus the small Lightning helpers it shares with the text drafter
-(specgr/train/aux.py imports them; there is no other train/common.py helper for retrieval models yet).
+(specgr/train/aux.py and specgr/train/specgr_pp.py import them); generic loader/precision helpers come from
+specgr/train/common.py.
 
 Loss: full-softmax cross-entropy over the IN-SAMPLE items only (ids 0..n_in_sample-1; no PAD row). Peers show it beats
 SASRec's original BCE with one sampled negative.
@@ -21,12 +22,12 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
 from specgr.losses import full_softmax_loss
 from specgr.metrics import summarize, topk_metrics
 from specgr.models.sasrec import SASRec, SASRecConfig, SASRecDrafter
 from specgr.retrieval import RetrievalIndex
+from specgr.train.common import batch_loader, resolve_precision
 
 VAL_K = 50
 
@@ -47,7 +48,7 @@ class RetrievalTrainConfig:
     eval_batch_size: int = 4096
     accelerator: str = "auto"
     devices: int = 1  # single device only (small models; validation is not sharded)
-    precision: str = "32-true"  # "bf16-mixed" works too: losses compute logits in fp32
+    precision: str = "32-true"  # "auto" = bf16-mixed on a bf16 GPU; losses compute logits in fp32 either way
     num_workers: int = 0
     grad_clip: float = 0.0
     max_train_rows: int | None = None  # subsample train rows (smoke runs)
@@ -63,8 +64,8 @@ def rows_tensors(rows, max_rows: int | None = None) -> dict[str, torch.Tensor]:
 
 
 class TensorRows(torch.utils.data.Dataset):
-    """Indexable by a LIST of row ids, so a DataLoader with a BatchSampler and batch_size=None slices whole batches at
-    once (one gather per batch instead of one __getitem__ + collate per row)."""
+    """Indexable by a LongTensor of row ids, so `specgr.train.common.batch_loader` (batch_size=None) slices whole
+    batches at once (one gather per batch instead of one __getitem__ + collate per row). Items are dicts."""
 
     def __init__(self, tensors: dict[str, torch.Tensor]):
         self.t = tensors
@@ -76,15 +77,6 @@ class TensorRows(torch.utils.data.Dataset):
     def __getitem__(self, idx):
         idx = torch.as_tensor(idx)
         return {k: v[idx] for k, v in self.t.items()}
-
-
-def batch_loader(tensors: dict[str, torch.Tensor], batch_size: int, shuffle: bool, num_workers: int = 0,
-                 seed: int = 0) -> DataLoader:
-    ds = TensorRows(tensors)
-    g = torch.Generator().manual_seed(seed)
-    base = RandomSampler(ds, generator=g) if shuffle else SequentialSampler(ds)
-    return DataLoader(ds, sampler=BatchSampler(base, batch_size, drop_last=False), batch_size=None,
-                      num_workers=num_workers, pin_memory=torch.cuda.is_available())
 
 
 def valid_pool(ds) -> np.ndarray:
@@ -186,8 +178,8 @@ def fit_retrieval(lit: RetrievalLitModule, ds, cfg: RetrievalTrainConfig, out_di
         torch.set_float32_matmul_precision("high")  # TF32 matmuls
     train = rows_tensors(ds.rows("train"), cfg.max_train_rows)
     valid = rows_tensors(ds.rows("valid"))
-    train_dl = batch_loader(train, cfg.batch_size, True, cfg.num_workers, cfg.seed)
-    valid_dl = batch_loader(valid, cfg.eval_batch_size, False, cfg.num_workers)
+    train_dl = batch_loader(TensorRows(train), cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers)
+    valid_dl = batch_loader(TensorRows(valid), cfg.eval_batch_size, shuffle=False, num_workers=cfg.num_workers)
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best",
                                                monitor=cfg.monitor, mode="max", save_top_k=1)
     callbacks = [ckpt]
@@ -196,10 +188,11 @@ def fit_retrieval(lit: RetrievalLitModule, ds, cfg: RetrievalTrainConfig, out_di
         callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor=cfg.monitor, mode="max",
                                                            patience=max(1, math.ceil(cfg.patience / cfg.val_every))))
     trainer = L.Trainer(max_epochs=cfg.max_epochs, check_val_every_n_epoch=cfg.val_every,
-                        accelerator=cfg.accelerator, devices=cfg.devices, precision=cfg.precision,
+                        accelerator=cfg.accelerator, devices=cfg.devices,
+                        precision=resolve_precision(cfg.precision),
                         callbacks=callbacks, default_root_dir=str(out_dir), fast_dev_run=fast_dev_run,
                         num_sanity_val_steps=0, enable_progress_bar=cfg.enable_progress_bar,
-                        enable_model_summary=False, gradient_clip_val=cfg.grad_clip or None,
+                        enable_model_summary=False, gradient_clip_val=cfg.grad_clip or None, log_every_n_steps=1,
                         logger=L.pytorch.loggers.CSVLogger(str(out_dir), name="logs"), deterministic=False)
     t0 = time.perf_counter()
     trainer.fit(lit, train_dl, valid_dl)

@@ -262,7 +262,9 @@ class SpecGRPPModule(L.LightningModule):
         lr = D.scaled_lr(base_lr, world, self.cfg.lr_scaling)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(D.scaled_warmup(self.cfg.warmup_steps, world, self.cfg.lr_scaling), total)
-        opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=wd, fused=self.device.type == "cuda")
+        # fused AdamW unscales internally, which Lightning forbids together with gradient clipping under AMP
+        fused = self.device.type == "cuda" and not self.cfg.grad_clip
+        opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=wd, fused=fused)
 
         sched = cosine_with_warmup(opt, warmup, total)  # linear warmup, cosine to 0 (HF get_scheduler)
         self.lr_info = {"lr": lr, "base_lr": base_lr, "warmup_steps": warmup, "total_steps": total,

@@ -1,0 +1,173 @@
+"""Throughput of SpecGR inference: batched vs the one-user reference vs TIGER constrained beam search, same rows.
+
+    python benchmarks/bench_speculate.py --random-model --preset games --rows 512 --device cpu --json out.json
+    python benchmarks/bench_speculate.py --random-model --rows 20000 --device cuda --batch-size 1024
+    python benchmarks/bench_speculate.py --checkpoint runs/games/specgr_pp --rows 5000 --device cuda
+
+Reports recommendations/s for each method (with CUDA synchronisation), the batched/reference speed-up on the rows
+both ran, and the CPU latency of a single recommendation (batch of one, history of 20, median over --latency-users).
+
+A random model (--random-model) needs no training: games-size catalog (16.9k items, C=144) and TIGER preset, the
+SpecGR++ encoder drafter with a random projection. A random verifier accepts nothing at the paper's γ (its V is about
+-log(vocab)), which is the worst case (4 rounds + fill-up for every user); --accept-rate p instead sets γ to the
+(1-p)-quantile of the round-1 verification scores, to mimic a trained model (paper: ~44% at γ=-1.4 for SpecGR++).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from specgr.drafters.encoder import EncoderDrafter, Projection
+from specgr.models.tiger import TIGER, tiger_preset
+from specgr.sid.semantic_ids import SemanticIDs
+from specgr.speculate import ReferenceSpecGR, SpecGR, SpecGRConfig, TigerOnly
+from specgr.speculate.batched import resolve_device, sync
+
+
+class _Rows:
+    def __init__(self, history, hist_len):
+        self.history, self.hist_len = history, hist_len
+
+
+def random_setup(args, device):
+    """Random TIGER + random SIDs + SpecGR++ encoder drafter with a random projection."""
+    g = torch.Generator().manual_seed(args.seed)
+    n_in = int(args.n_items * args.in_sample_frac)
+    codes3 = torch.randint(0, args.codebook, (args.n_items, 3), generator=g)
+    sids = SemanticIDs.from_codes(codes3, n_in, args.codebook, on_overflow="grow")
+    torch.manual_seed(args.seed)
+    model = TIGER(tiger_preset(args.preset), sids.vocab_size).to(device).eval()
+    proj = Projection(model.cfg.d_model, args.proj_dim).to(device).eval()
+    drafter = EncoderDrafter(model, proj, sids, device=device, backend="torch")
+    return model, drafter, sids
+
+
+def checkpoint_setup(args, device):  # pragma: no cover - needs trained artifacts
+    from specgr import checkpoint as ck  # the project's checkpoint directories (issue: checkpoint.py)
+
+    bundle = ck.load(args.checkpoint, device=device)
+    return bundle.model, bundle.drafter, bundle.sids
+
+
+def random_rows(n, n_items, H, seed):
+    rng = np.random.default_rng(seed + 1)
+    return _Rows(rng.integers(0, n_items, (n, H)), np.full(n, H, dtype=np.int64))
+
+
+def calibrate_gamma(model, drafter, sids, cfg, rows, device, p):
+    """γ such that a fraction p of round-1 drafts is accepted (on up to 256 rows)."""
+    rec = SpecGR(model, drafter, sids, cfg.replace(max_rounds=1, threshold=float("inf")), device)
+    res = rec.recommend(rows.history[:256], rows.hist_len[:256], trace=True)
+    v = np.concatenate([t.rounds[0].verify_scores for t in res.traces])
+    return float(np.quantile(v, 1 - p))
+
+
+def timed(rec, rows, batch_size, k):
+    res = rec.recommend_rows(rows, batch_size=batch_size, k=k, progress=False)
+    out = {"recs_per_s": res.timing["recs_per_s"], "seconds": res.timing["seconds"], "rows": res.timing["n_rows"]}
+    if res.n_drafted.sum() > 0:
+        out.update(acceptance_rate=res.acceptance_rate, mean_rounds=float(res.n_rounds.float().mean()),
+                   frac_early_exit=float((res.n_accepted >= k).float().mean()),
+                   new_items_per_list=float((res.items >= rec.sids.n_in_sample).sum(1).float().mean()))
+    return out, res
+
+
+def latency(rec, rows, n, k):
+    """Median / p90 wall time of one recommendation (batch of one) over n users, ms."""
+    ts = []
+    for i in range(n):
+        sync(rec.device)
+        t0 = time.perf_counter()
+        rec.recommend(rows.history[i:i + 1], rows.hist_len[i:i + 1], k=k)
+        sync(rec.device)
+        ts.append(1000 * (time.perf_counter() - t0))
+    return {"median_ms": statistics.median(ts), "p90_ms": float(np.quantile(ts, 0.9)), "users": n}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a trained SpecGR checkpoint directory")
+    src.add_argument("--random-model", action="store_true", help="random weights, no training needed")
+    ap.add_argument("--preset", default="games", help="TIGER size preset for --random-model")
+    ap.add_argument("--n-items", type=int, default=16_900)
+    ap.add_argument("--in-sample-frac", type=float, default=0.93)
+    ap.add_argument("--codebook", type=int, default=144)
+    ap.add_argument("--proj-dim", type=int, default=64)
+    ap.add_argument("--rows", type=int, default=512)
+    ap.add_argument("--ref-rows", type=int, default=64, help="rows for the (slow) reference; <= --rows")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--delta", type=int, default=50)
+    ap.add_argument("--beta", type=int, default=30)
+    ap.add_argument("--gamma", type=float, default=-1.4)
+    ap.add_argument("--accept-rate", type=float, default=None, help="calibrate γ to this round-1 acceptance rate")
+    ap.add_argument("-K", "--top-k", type=int, default=50)
+    ap.add_argument("--vnew", action="store_true", help="official v-new flags")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--latency-users", type=int, default=20, help="CPU single-recommendation latency (0 = skip)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    model, drafter, sids = (random_setup if args.random_model else checkpoint_setup)(args, device)
+    rows = random_rows(args.rows, sids.n_items, 20, args.seed)
+    mk = SpecGRConfig.official_vnew if args.vnew else SpecGRConfig
+    cfg = mk(draft_size=args.delta, num_beams=args.beta, threshold=args.gamma, top_k=args.top_k)
+    if args.accept_rate is not None:
+        cfg = cfg.replace(threshold=calibrate_gamma(model, drafter, sids, cfg, rows, device, args.accept_rate))
+    K = args.top_k
+    out = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+           "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+           "torch": torch.__version__, "n_items": sids.n_items, "n_in_sample": sids.n_in_sample,
+           "model": "random" if args.random_model else args.checkpoint, "preset": args.preset,
+           "batch_size": args.batch_size, "config": cfg.to_dict()}
+
+    bat = SpecGR(model, drafter, sids, cfg, device)
+    ref = ReferenceSpecGR(model, drafter, sids, cfg, device)
+    tig = TigerOnly(model, sids, num_beams=K, device=device)
+    # warm-up (allocator, kernels, lazy tables)
+    bat.recommend(rows.history[:8], rows.hist_len[:8])
+    tig.recommend(rows.history[:8], rows.hist_len[:8], k=K)
+
+    out["batched"], res_b = timed(bat, rows, args.batch_size, K)
+    out["tiger_beam"], _ = timed(tig, rows, args.batch_size, K)
+    nr = min(args.ref_rows, args.rows)
+    ref_rows = _Rows(rows.history[:nr], rows.hist_len[:nr])
+    out["reference"], res_r = timed(ref, ref_rows, 1, K)
+    out["speedup_vs_reference"] = out["batched"]["recs_per_s"] / out["reference"]["recs_per_s"]
+    same = (res_r.items == res_b.items[:nr]).all(1).float().mean().item()
+    out["reference_agreement"] = same  # fraction of rows with identical lists (bf16 on GPU may flip near-ties)
+
+    if args.latency_users:
+        cpu = torch.device("cpu")
+        if device.type != "cpu":  # latency is a CPU number: separate CPU copies
+            model_c, drafter_c, sids_c = random_setup(args, cpu) if args.random_model else checkpoint_setup(args, cpu)
+        else:
+            model_c, drafter_c, sids_c = model, drafter, sids
+        lb = SpecGR(model_c, drafter_c, sids_c, cfg, cpu)
+        lt = TigerOnly(model_c, sids_c, num_beams=K, device=cpu)
+        n = min(args.latency_users, args.rows)
+        lb.recommend(rows.history[:1], rows.hist_len[:1])
+        out["cpu_latency"] = {"specgr": latency(lb, rows, n, K), "tiger_beam": latency(lt, rows, n, K)}
+
+    print(json.dumps(out, indent=2))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()

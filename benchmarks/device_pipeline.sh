@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Run pipeline stages on the lent GPU (device tool) over processed data prepared here on the CPU.
+#   bash benchmarks/device_pipeline.sh PRESET STAGES [--set k=v ...]
+# Inputs: .carry/processed/<dataset>/ (and optionally .carry/restore/*.tgz.part* from an earlier call).
+# State lives in devdata/ devruns/ devresults/ (not carried, so a warm machine keeps it between calls).
+# Outputs under $OUT: the log and a split tarball of the light stage outputs (no Lightning optimizer checkpoints).
+set -o pipefail
+preset=$1; stages=$2; shift 2
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH=$PWD:${PYTHONPATH:-}
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$OUT/gpu.txt"
+mkdir -p devdata/processed
+for d in .carry/processed/*; do [ -d "devdata/processed/$(basename $d)" ] || cp -r "$d" devdata/processed/; done
+if ls .carry/restore/*.part* >/dev/null 2>&1 && [ ! -f devruns/.restored ]; then
+  cat .carry/restore/*.part* | tar xzf - && mkdir -p devruns && touch devruns/.restored && echo "restored earlier outputs"
+fi
+dataset=$(python3 -c "from specgr.config import load_preset; print(load_preset('$preset')['dataset'])")
+t0=$(date +%s)
+python3 -m specgr.cli pipeline --dataset "$dataset" --preset "$preset" --data-root devdata/processed --runs devruns \
+  --results devresults --stages "$stages" "$@" 2>&1 \
+  | grep -v "it/s\]\|Tip\|TPU available\|LOCAL_RANK\|GPU available\|Seed set\|num_workers\|LeafSpec\|^\s*warn" \
+  | tee -a "$OUT/pipeline_${preset}.log"
+rc=$?
+echo "pipeline rc=$rc wall=$(( $(date +%s) - t0 )) s" | tee -a "$OUT/pipeline_${preset}.log"
+tar czf - --exclude='*/lightning/*' --exclude='*/checkpoints/*' --exclude='*.ckpt' --exclude='*/logs/*' \
+  --exclude='*/lightning_logs/*' devruns devresults devdata/processed/*/sid 2>/dev/null \
+  | split -b 15M - "$OUT/state_${preset}.tgz.part"
+ls -la "$OUT"
+exit $rc
