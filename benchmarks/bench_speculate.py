@@ -51,10 +51,12 @@ def random_setup(args, device):
 
 
 def checkpoint_setup(args, device):  # pragma: no cover - needs trained artifacts
-    from specgr import checkpoint as ck  # the project's checkpoint directories (issue: checkpoint.py)
+    """A trained bundle (specgr.bundle): its verifier and drafter for --drafter, and the real --split rows."""
+    from specgr.bundle import Bundle
 
-    bundle = ck.load(args.checkpoint, device=device)
-    return bundle.model, bundle.drafter, bundle.sids
+    b = Bundle.load(args.checkpoint, data_root=args.data_root, device=device)
+    args._rows = b.ds.rows(args.split)
+    return b.verifier(args.drafter), b.drafter(args.drafter), b.sids
 
 
 def random_rows(n, n_items, H, seed):
@@ -98,6 +100,9 @@ def main(argv=None):
     src.add_argument("--checkpoint", help="a trained SpecGR checkpoint directory")
     src.add_argument("--random-model", action="store_true", help="random weights, no training needed")
     ap.add_argument("--preset", default="games", help="TIGER size preset for --random-model")
+    ap.add_argument("--drafter", default="encoder", choices=["encoder", "aux", "knn"], help="with --checkpoint")
+    ap.add_argument("--split", default="test", help="rows of the checkpoint's dataset (with --checkpoint)")
+    ap.add_argument("--data-root", default="data/processed")
     ap.add_argument("--n-items", type=int, default=16_900)
     ap.add_argument("--in-sample-frac", type=float, default=0.93)
     ap.add_argument("--codebook", type=int, default=144)
@@ -122,7 +127,11 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     model, drafter, sids = (random_setup if args.random_model else checkpoint_setup)(args, device)
-    rows = random_rows(args.rows, sids.n_items, 20, args.seed)
+    if args.random_model:
+        rows = random_rows(args.rows, sids.n_items, 20, args.seed)
+    else:  # the first --rows rows of the real split
+        real = args._rows
+        rows = _Rows(real.history[:args.rows], real.hist_len[:args.rows])
     mk = SpecGRConfig.official_vnew if args.vnew else SpecGRConfig
     cfg = mk(draft_size=args.delta, num_beams=args.beta, threshold=args.gamma, top_k=args.top_k)
     if args.accept_rate is not None:
@@ -132,6 +141,7 @@ def main(argv=None):
            "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
            "torch": torch.__version__, "n_items": sids.n_items, "n_in_sample": sids.n_in_sample,
            "model": "random" if args.random_model else args.checkpoint, "preset": args.preset,
+           "drafter": args.drafter, "rows": "random" if args.random_model else f"{args.split}[:{args.rows}]",
            "batch_size": args.batch_size, "config": cfg.to_dict()}
 
     bat = SpecGR(model, drafter, sids, cfg, device)

@@ -18,12 +18,13 @@ dataset=$(python3 -c "from specgr.config import load_preset; print(load_preset('
 t0=$(date +%s)
 python3 -m specgr.cli pipeline --dataset "$dataset" --preset "$preset" --data-root devdata/processed --runs devruns \
   --results devresults --stages "$stages" "$@" 2>&1 \
-  | grep -v "it/s\]\|Tip\|TPU available\|LOCAL_RANK\|GPU available\|Seed set\|num_workers\|LeafSpec\|^\s*warn" \
+  | grep --line-buffered -v "it/s\]\|Tip\|TPU available\|LOCAL_RANK\|GPU available\|Seed set\|num_workers\|LeafSpec\|^\s*warn" \
   | tee -a "$OUT/pipeline_${preset}.log"
 rc=$?
 echo "pipeline rc=$rc wall=$(( $(date +%s) - t0 )) s" | tee -a "$OUT/pipeline_${preset}.log"
-tar czf - --exclude='*/lightning/*' --exclude='*/checkpoints/*' --exclude='*.ckpt' --exclude='*/logs/*' \
-  --exclude='*/lightning_logs/*' devruns devresults devdata/processed/*/sid 2>/dev/null \
+# what comes back: results, the exported bundle, stage records (model weights other than the bundle stay there)
+tar czf - devresults devruns/*/export/bundle devruns/*/*/stage.json devruns/*/*/info.json \
+  devruns/*/tiger/tiger_train_info.json devruns/*/pipeline_log.json devdata/processed/*/sid/*.json 2>/dev/null \
   | split -b 15M - "$OUT/state_${preset}.tgz.part"
 ls -la "$OUT"
 exit $rc

@@ -47,6 +47,7 @@ class PipelineConfig:
     split: str | None = None  # None = the dataset's default (timestamp / upstream)
     text_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     tiger_preset: str = "games"
+    specgr_pp_init: str = "scratch"  # "scratch" (paper) | "tiger": stage 1 starts from the trained TIGER
     sid: dict = field(default_factory=dict)
     tiger: dict = field(default_factory=dict)  # overrides on the tiger_preset
     tiger_train: dict = field(default_factory=dict)
@@ -271,7 +272,11 @@ class Pipeline:
 
     def stage_specgr_pp(self, force=False):
         mc, pc = self.cfg.tiger_cfg(), self.cfg.pp_cfg()
-        h = config_hash(asdict(mc), pc.to_dict(), self.hashes["sid"])
+        init = self.cfg.specgr_pp_init
+        if init not in ("scratch", "tiger"):
+            raise ValueError(f"specgr_pp_init must be 'scratch' or 'tiger', not {init!r}")
+        h = config_hash(asdict(mc), pc.to_dict(), self.hashes["sid"], init,
+                        self.hashes.get("tiger") if init == "tiger" else None)
 
         def run():
             from specgr.checkpoint import save_checkpoint
@@ -279,7 +284,8 @@ class Pipeline:
 
             sids, _ = self.sids_and_tokenizer()
             d = self._stage_dir("specgr_pp")
-            model, proj, table, info = train_specgr_pp(self.ds, sids, mc, pc, out_dir=d)
+            state = self.tiger().state_dict() if init == "tiger" else None
+            model, proj, table, info = train_specgr_pp(self.ds, sids, mc, pc, out_dir=d, init_model_state=state)
             save_checkpoint(d / "export", {"specgr_pp": {"model": asdict(mc), "proj_dim": proj.dim,
                                                          "vocab_size": sids.vocab_size, "train": pc.to_dict()}},
                             {"specgr_pp": {**{f"model.{k}": v for k, v in model.state_dict().items()},

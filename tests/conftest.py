@@ -89,3 +89,15 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_dataset, tmp_path_factory):
+    """The whole pipeline (tiny preset) on the tiny fixture: -> (Pipeline, bundle_dir). Shared by the pipeline,
+    app and notebook-API tests; takes ~30 s on one CPU thread."""
+    from specgr.pipeline import load_pipeline_config, run_pipeline
+
+    root = tmp_path_factory.mktemp("pipe")
+    p = run_pipeline(load_pipeline_config("tiny"), data_root=tiny_dataset.path.parent, run_root=root / "runs",
+                     results_root=root / "results", device="cpu", log=lambda *a: None)
+    return p, p.run_dir / "export" / "bundle"

@@ -9,12 +9,11 @@ from specgr.pipeline import load_pipeline_config, run_pipeline
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_dataset, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipe")
-    cfg = load_pipeline_config("tiny")
-    kw = dict(data_root=tiny_dataset.path.parent, run_root=root / "runs", results_root=root / "results",
-              device="cpu", log=lambda *a: None)
-    p = run_pipeline(cfg, **kw)
+def tiny_run(tiny_pipeline):
+    p, _ = tiny_pipeline
+    root = p.run_dir.parent.parent
+    kw = dict(data_root=p.data_root, run_root=root / "runs", results_root=root / "results", device="cpu",
+              log=lambda *a: None)
     return p, kw, root
 
 
