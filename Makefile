@@ -26,8 +26,9 @@ data: data/processed/$(DATASET)/manifest.json
 demo: venv data
 	$(VENV)/bin/streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT)
 
-# everything: unit tests, notebooks (nbmake) and the app tests (AppTest + headless Chromium)
-test: venv
+# everything: unit tests, notebooks (nbmake) and the app tests (AppTest + headless Chromium); the notebooks and the
+# app's browser test use the real amazon2018-game data, prepared first (from $$SPECGR_DATA_MIRROR or upstream)
+test: venv data
 	$(PY) -m pytest --nbmake --nbmake-timeout=300 tests notebooks
 
 # unit tests only, no notebooks or browser
