@@ -9,13 +9,6 @@ from specgr.models.tiger import TIGER, tiger_preset
 from specgr.sid.semantic_ids import SemanticIDs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the CI/dev boxes are shared: multi-threaded tiny matmuls spin-wait and run ~100x slower under load
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,6 @@ import torch
 
 from specgr.sid.kmeans import have_faiss, kmeans, kmeans_pp_init, nearest
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors on a shared, busy CPU: one thread is ~10x faster than two (no OpenMP barrier waits)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 

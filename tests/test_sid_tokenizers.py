@@ -13,13 +13,6 @@ from specgr.sid import (RQKMeansConfig, RQKMeansTokenizer, RQVAEConfig, RQVAETok
 C = 6
 TINY_RQ = dict(hidden_dims=[32], latent_dim=8, epochs=4, batch_size=16, kmeans_iters=5, progress=False)
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors on a shared, busy CPU: one thread is ~10x faster than two (no OpenMP barrier waits)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 

@@ -8,13 +8,6 @@ from specgr.models.tiger import TIGER, EncoderState, TigerConfig, tiger_preset
 from specgr.sid.semantic_ids import SemanticIDs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the CI/dev boxes are shared: multi-threaded tiny matmuls spin-wait and run ~100x slower under load
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def random_sids(n=30, n_in=22, C=4, seed=0):
