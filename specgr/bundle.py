@@ -226,6 +226,9 @@ class Bundle:
         base = self.text_embeddings()  # load the base table before the catalog grows
         if emb.ndim != 2 or emb.shape[1] != base.shape[1]:
             raise ValueError(f"new item embeddings must be (M, {base.shape[1]}), got {emb.shape}")
+        # build every drafter on the catalog as it is now, before the semantic ids grow (a drafter built later would
+        # see more ids than its item table)
+        drafters = {name: self.drafter(name) for name in DRAFTERS if name in self.available_drafters}
         n0 = self.ds.n_items
         raw = [f"new:{n0 + i}" for i in range(len(texts))]
         ids = self.ds.add_items(raw, list(texts))
@@ -235,12 +238,10 @@ class Bundle:
         if not np.array_equal(sid_ids.cpu().numpy(), ids):
             raise RuntimeError("catalog and semantic ids out of sync")
         new_tokens = self.sids.tokens[torch.as_tensor(ids, device=self.sids.tokens.device)]
-        for name in DRAFTERS:  # load every drafter now, so each one knows the new item
-            if name in self.available_drafters:
-                d = self.drafter(name)
-                got = d.add_items(new_tokens) if name == "encoder" else d.add_items(torch.as_tensor(emb))
-                if not np.array_equal(np.asarray(torch.as_tensor(got).cpu()), ids):
-                    raise RuntimeError(f"drafter {name} gave the new items other ids")
+        for name, d in drafters.items():
+            got = d.add_items(new_tokens) if name == "encoder" else d.add_items(torch.as_tensor(emb))
+            if not np.array_equal(np.asarray(torch.as_tensor(got).cpu()), ids):
+                raise RuntimeError(f"drafter {name} gave the new items other ids")
         return ids
 
     def add_item(self, title: str, description: str = "") -> int:

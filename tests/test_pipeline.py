@@ -47,10 +47,11 @@ def test_bundle_adds_a_new_item(tiny_run):
     from specgr.bundle import Bundle
 
     p, _, _ = tiny_run
-    b = Bundle.load(p.run_dir / "export" / "bundle", ds=p.ds)
+    from specgr.data.processed import ProcessedDataset
+
+    # a fresh dataset object: add_items must not touch the shared fixture's catalog; no drafter is built beforehand
+    b = Bundle.load(p.run_dir / "export" / "bundle", ds=ProcessedDataset.load(p.ds.path))
     rows = p.ds.rows("test")
-    before = b.specgr("encoder").recommend(rows.history[:4], rows.hist_len[:4]).items
-    assert before.shape[0] == 4
     n0 = b.ds.n_items
     # text encoder of the tiny fixture is not a real model: give the new item a neighbour's embedding
     new_id = b.add_items_from_embeddings(["a brand-new topic 1 product"], b.text_embeddings()[[1]])[0]
@@ -60,3 +61,5 @@ def test_bundle_adds_a_new_item(tiny_run):
         ids, _ = d.draft(rows.history[:2], rows.hist_len[:2], k=b.ds.n_items)
         assert (ids == new_id).any(), name  # retrievable, no retraining
     np.testing.assert_array_equal(b.sids.codes[:n0].numpy(), p.sids_and_tokenizer()[0].codes[:n0].numpy())
+    after = b.specgr("encoder").recommend(rows.history[:4], rows.hist_len[:4]).items
+    assert after.shape[0] == 4
