@@ -36,7 +36,17 @@ def cmd_sid(a):
 
 
 def cmd_train(a):
+    if a.lr_scaling:
+        a.set = (a.set or []) + [f"specgr_pp.lr_scaling={a.lr_scaling}"]
+    multi = a.devices != 1 or a.num_nodes != 1 or a.strategy
+    if multi and a.model != "specgr++":
+        raise ValueError("multi-GPU training (--devices/--num-nodes/--strategy) is wired for `specgr train specgr++` "
+                         "(both SpecGR++ stages, which include TIGER's generation loss); the other models train on "
+                         "one device")
     p = _pipeline(a)
+    if multi:
+        p.trainer_kwargs = {"devices": a.devices, "num_nodes": a.num_nodes, **({"strategy": a.strategy}
+                                                                                if a.strategy else {})}
     p.stage_sid()
     stage = {"tiger": "tiger", "specgr++": "specgr_pp", "aux": "aux", "sasrec": "sasrec"}[a.model]
     getattr(p, f"stage_{stage}")(force=a.force)
@@ -185,6 +195,11 @@ def register(sub):
     p.add_argument("model", choices=["tiger", "specgr++", "aux", "sasrec"], help="what to train")
     _common(p)
     p.add_argument("--force", action="store_true", help="retrain even if up to date")
+    p.add_argument("--devices", type=int, default=1, help="GPUs per node (specgr++; see docs/DISTRIBUTED.md)")
+    p.add_argument("--num-nodes", type=int, default=1, help="nodes (specgr++; torchrun or SLURM launches them)")
+    p.add_argument("--strategy", default=None, help="Lightning strategy, e.g. ddp (specgr++)")
+    p.add_argument("--lr-scaling", default=None, choices=["none", "linear", "sqrt"],
+                   help="lr/warmup scaling with the GPU count (default none: the configured lr is the lr used)")
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("evaluate", help="overall / in-sample / unseen Recall & NDCG of a method on a split",

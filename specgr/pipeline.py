@@ -115,8 +115,10 @@ def load_pipeline_config(preset: str, overrides: list[str] | None = None, datase
 
 class Pipeline:
     def __init__(self, cfg: PipelineConfig, data_root="data/processed", run_root="runs", results_root="results",
-                 device: str = "auto", log=print):
+                 device: str = "auto", log=print, trainer_kwargs: dict | None = None):
         self.cfg = cfg
+        # multi-GPU / multi-node (SpecGR++ stages): devices, num_nodes, strategy -> lightning.Trainer
+        self.trainer_kwargs = trainer_kwargs or {}
         self.data_root, self.results_root = Path(data_root), Path(results_root)
         self.run_dir = Path(run_root) / self.ds_name
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -285,7 +287,8 @@ class Pipeline:
             sids, _ = self.sids_and_tokenizer()
             d = self._stage_dir("specgr_pp")
             state = self.tiger().state_dict() if init == "tiger" else None
-            model, proj, table, info = train_specgr_pp(self.ds, sids, mc, pc, out_dir=d, init_model_state=state)
+            model, proj, table, info = train_specgr_pp(self.ds, sids, mc, pc, out_dir=d, init_model_state=state,
+                                                       **self.trainer_kwargs)
             save_checkpoint(d / "export", {"specgr_pp": {"model": asdict(mc), "proj_dim": proj.dim,
                                                          "vocab_size": sids.vocab_size, "train": pc.to_dict()}},
                             {"specgr_pp": {**{f"model.{k}": v for k, v in model.state_dict().items()},

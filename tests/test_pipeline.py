@@ -63,3 +63,27 @@ def test_bundle_adds_a_new_item(tiny_run):
     np.testing.assert_array_equal(b.sids.codes[:n0].numpy(), p.sids_and_tokenizer()[0].codes[:n0].numpy())
     after = b.specgr("encoder").recommend(rows.history[:4], rows.hist_len[:4]).items
     assert after.shape[0] == 4
+
+
+def test_bad_input_gets_clear_errors(tiny_run):
+    import torch
+
+    from specgr.bundle import Bundle
+    from specgr.checkpoint import CheckpointMismatchError
+    from specgr.recommenders import make_recommender, validate_history
+
+    p, _, _ = tiny_run
+    n = p.ds.n_items
+    with pytest.raises(ValueError, match="empty history"):
+        validate_history(torch.full((1, 20), -1), torch.tensor([0]), n)
+    with pytest.raises(ValueError, match="unknown item ids"):
+        validate_history(torch.tensor([[n + 5] + [-1] * 19]), torch.tensor([1]), n)
+    validate_history(torch.tensor([[0, 1] + [-1] * 18]), torch.tensor([2]), n)  # fine
+    with pytest.raises(ValueError, match="unknown method"):
+        make_recommender(None, "nope")
+
+    class Other:  # a dataset with another fingerprint
+        fingerprint, name, path = "0000", "other", "elsewhere"
+
+    with pytest.raises(CheckpointMismatchError, match="Fix"):
+        Bundle.load(p.run_dir / "export" / "bundle", ds=Other())
