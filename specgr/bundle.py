@@ -148,7 +148,7 @@ class Bundle:
 
         c = self.config["specgr_pp"]
         m = TIGER(TigerConfig.from_dict(c["model"]), c["vocab_size"])
-        p = Projection(m.cfg.d_model if hasattr(m, "cfg") else c["model"]["d_model"], c["proj_dim"])
+        p = Projection(m.cfg.d_model, c["proj_dim"])
         sd = self._sd["specgr_pp"]
         m.load_state_dict({k[6:]: v for k, v in sd.items() if k.startswith("model.")})
         p.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith("proj.")})

@@ -194,19 +194,11 @@ class Pipeline:
         return self._cache["tiger"]
 
     def specgr_pp(self):
+        """(model, proj, item table, sids) as train_specgr_pp saved them in the stage directory."""
         if "pp" not in self._cache:
-            from specgr.checkpoint import load_checkpoint
-            from specgr.drafters.encoder import Projection
-            from specgr.models.tiger import TIGER, TigerConfig
+            from specgr.drafters.encoder import load_specgr_pp
 
-            ck = load_checkpoint(self._stage_dir("specgr_pp") / "export", ds=self.ds)
-            c = ck["config"]["specgr_pp"]
-            m = TIGER(TigerConfig.from_dict(c["model"]), c["vocab_size"])
-            p = Projection(c["model"]["d_model"], c["proj_dim"])
-            sd = ck["state_dicts"]["specgr_pp"]
-            m.load_state_dict({k[6:]: v for k, v in sd.items() if k.startswith("model.")})
-            p.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith("proj.")})
-            self._cache["pp"] = (m.eval(), p.eval(), ck["state_dicts"]["specgr_pp_table"]["table"].float(), c)
+            self._cache["pp"] = load_specgr_pp(self._stage_dir("specgr_pp"), ds=self.ds)
         return self._cache["pp"]
 
     def aux(self):
@@ -281,20 +273,13 @@ class Pipeline:
                         self.hashes.get("tiger") if init == "tiger" else None)
 
         def run():
-            from specgr.checkpoint import save_checkpoint
             from specgr.train.specgr_pp import train_specgr_pp
 
             sids, _ = self.sids_and_tokenizer()
-            d = self._stage_dir("specgr_pp")
             state = self.tiger().state_dict() if init == "tiger" else None
-            model, proj, table, info = train_specgr_pp(self.ds, sids, mc, pc, out_dir=d, init_model_state=state,
-                                                       **self.trainer_kwargs)
-            save_checkpoint(d / "export", {"specgr_pp": {"model": asdict(mc), "proj_dim": proj.dim,
-                                                         "vocab_size": sids.vocab_size, "train": pc.to_dict()}},
-                            {"specgr_pp": {**{f"model.{k}": v for k, v in model.state_dict().items()},
-                                           **{f"proj.{k}": v for k, v in proj.state_dict().items()}},
-                             "specgr_pp_table": {"table": table.float()}},
-                            sids=sids, dataset_fingerprint=self.ds.fingerprint)
+            # train_specgr_pp writes its checkpoint directory itself (specgr.drafters.encoder.save_specgr_pp)
+            _, _, _, info = train_specgr_pp(self.ds, sids, mc, pc, out_dir=self._stage_dir("specgr_pp"),
+                                            init_model_state=state, **self.trainer_kwargs)
             self._cache.pop("pp", None)
             return info
 
@@ -333,11 +318,11 @@ class Pipeline:
             from specgr.sid.build import load_sid_artifacts
 
             sids, tok, sc = load_sid_artifacts(self.ds.path, self.cfg.sid_cfg().method, device="cpu")
-            m, p, table, ppc = self.specgr_pp()
+            m, p, table, _ = self.specgr_pp()
             aux = self.aux() if (self._stage_dir("aux") / "drafter").exists() else None
             export_bundle(self._stage_dir("export") / "bundle", self.ds, sids, tok, sc, tiger=self.tiger(),
                           tiger_cfg=self.cfg.tiger_cfg(), pp_model=m, pp_proj=p, pp_table=table,
-                          pp_cfg={"model": ppc["model"], "train": ppc.get("train", {})}, aux_drafter=aux,
+                          pp_cfg={"model": m.cfg.to_dict(), "train": self.cfg.pp_cfg().to_dict()}, aux_drafter=aux,
                           text_model=self.cfg.text_model, specgr_defaults=specgr_defaults or {}, metrics=metrics)
             self._cache.pop("bundle", None)
             return {"path": str(self._stage_dir("export") / "bundle")}
@@ -377,8 +362,6 @@ class Pipeline:
         out = self.results_root / self.ds_name / "tune.json"
 
         def run():
-            from specgr.speculate import SpecGRConfig  # noqa: F401
-
             rows = self.valid_subset(tc.valid_rows)
             best, table = {}, []
             for drafter in tc.drafters:

@@ -124,12 +124,10 @@ class ProcessedDataset:
         new = pd.DataFrame({"item_id": ids, "raw_id": list(raw_ids), "text": list(texts), "first_ts": -1,
                             "in_sample": False, "first_split": "added"})
         self.items = pd.concat([self.items, new], ignore_index=True)
-        if embeddings is not None:
-            p = self.embeddings_path(model_name or self.manifest["text_model"])
-            old = np.load(p)[:start]
-            if persist:
-                np.save(p, np.concatenate([old, embeddings.astype(np.float32)]))
         if persist:
+            if embeddings is not None:
+                p = self.embeddings_path(model_name or self.manifest["text_model"])
+                np.save(p, np.concatenate([np.load(p)[:start], embeddings.astype(np.float32)]))
             self.items.to_parquet(self.path / "items.parquet", index=False)
             self.manifest["n_items"] = self.n_items
             (self.path / "manifest.json").write_text(json.dumps(self.manifest, indent=2))

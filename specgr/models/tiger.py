@@ -19,7 +19,7 @@ re-implementation of T5's maths on those parameters (tests/test_tiger.py checks 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -46,8 +46,9 @@ class TigerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TigerConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        from specgr.config import from_dict  # strict: unknown keys are an error, never silently dropped
+
+        return from_dict(cls, d)
 
 
 # specgr.md §3 (paper configs) + the TIGER paper's own Beauty config + a tiny one for tests

@@ -26,7 +26,6 @@ from typing import Callable
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Sampler
 
@@ -180,14 +179,6 @@ def _mask(input_ids: torch.Tensor) -> torch.Tensor:
     return (input_ids != PAD).long()  # PAD never occurs inside a sequence (tokenize_rows does not store the mask)
 
 
-def _gen_loss(model: TIGER, enc: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """TIGER.forward's loss on already computed encoder states (stage 2 shares one encoder pass between its losses)."""
-    labels = labels.long()
-    dec_in = torch.zeros_like(labels)
-    dec_in[:, 1:] = labels[:, :-1].clamp(min=0)  # T5 right shift, decoder start = PAD
-    logits = model.decoder_logits(enc, mask, dec_in[:, None])[:, 0]
-    return F.cross_entropy(logits.float().reshape(-1, model.vocab_size), labels.reshape(-1), ignore_index=-100)
-
 
 class SpecGRPPModule(L.LightningModule):
     """TIGER + Projection, trained by stage 1 or stage 2 (see module docstring).
@@ -240,7 +231,7 @@ class SpecGRPPModule(L.LightningModule):
         enc = self.model.encode(ids, mask)  # one encoder pass for both terms
         s = self.proj(enc, mask)
         l_rank = full_softmax_loss(s, self.item_table[: self.n_in_sample], batch["target"], tau=self.cfg.tau)
-        l_gen = _gen_loss(self.model, enc, mask, batch["labels"])
+        l_gen = self.model.generation_loss(enc, mask, batch["labels"])
         loss = self.cfg.ft_lambda_emb * l_rank + self.cfg.ft_lambda_gen * l_gen
         return {"loss": loss, "l_rank": l_rank, "l_gen": l_gen}
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
@@ -67,8 +67,9 @@ class TigerTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TigerTrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        from specgr.config import from_dict  # strict: unknown keys are an error, never silently dropped
+
+        return from_dict(cls, d)
 
 
 def validation_catalog(ds, sids, pool: str = "valid"):
