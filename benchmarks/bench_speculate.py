@@ -82,6 +82,27 @@ def timed(rec, rows, batch_size, k):
     return out, res
 
 
+def profile_phases(rec, rows, batch_size, k, out_dir):
+    """torch.profiler over 3 batches of `rec.recommend`: host and GPU time per SpecGR phase (the record_function
+    ranges of specgr.speculate.batched), per batch, in ms."""
+    import torch.profiler as tp
+
+    acts = [tp.ProfilerActivity.CPU] + ([tp.ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    n = 3
+    with tp.profile(activities=acts) as prof:
+        for i in range(n):
+            s = i * batch_size
+            rec.recommend(rows.history[s:s + batch_size], rows.hist_len[s:s + batch_size], k=k)
+        sync(rec.device)
+    ka = prof.key_averages()
+    phases = {e.key: {"host_ms": e.cpu_time_total / n / 1e3, "gpu_ms": getattr(e, "device_time_total", 0) / n / 1e3,
+                      "calls_per_batch": e.count / n} for e in ka if e.key.startswith("specgr.")}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    Path(out_dir, "profile_speculate.txt").write_text(
+        ka.table(sort_by="cpu_time_total", row_limit=40) + "\n" + ka.table(sort_by="self_device_time_total", row_limit=25))
+    return phases
+
+
 def latency(rec, rows, n, k):
     """Median / p90 wall time of one recommendation (batch of one) over n users, ms."""
     ts = []
@@ -121,6 +142,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--profile-dir", default=None, help="torch.profiler: time per phase of one batched batch")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -151,6 +173,8 @@ def main(argv=None):
     bat.recommend(rows.history[:8], rows.hist_len[:8])
     tig.recommend(rows.history[:8], rows.hist_len[:8], k=K)
 
+    if args.profile_dir:
+        out["profile"] = profile_phases(bat, rows, args.batch_size, K, args.profile_dir)
     out["batched"], res_b = timed(bat, rows, args.batch_size, K)
     out["tiger_beam"], _ = timed(tig, rows, args.batch_size, K)
     nr = min(args.ref_rows, args.rows)

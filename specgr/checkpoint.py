@@ -106,6 +106,16 @@ def save_checkpoint(path, config: dict, state_dicts: dict, sids=None, dataset_fi
     return path
 
 
+def atomic_torch_save(obj, path) -> Path:
+    """torch.save to a temporary file, then rename: a crash mid-write never leaves a truncated file at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+    return path
+
+
 def check_fingerprint(meta: dict, ds, path) -> None:
     want = ds if isinstance(ds, str) else dataset_fingerprint(ds)
     have = meta.get("dataset_fingerprint")

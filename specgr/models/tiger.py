@@ -135,6 +135,11 @@ class TIGER(nn.Module):
     def n_params(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
 
+    @staticmethod
+    def _norm(ln: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """T5LayerNorm (RMS norm, no mean, no bias) as one fused kernel instead of HF's five elementwise ops."""
+        return F.rms_norm(x, (x.shape[-1],), ln.weight, ln.variance_epsilon)
+
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.cfg.dropout, self.training) if self.cfg.dropout > 0 else x
 
@@ -184,12 +189,12 @@ class TIGER(nn.Module):
         mask = self._rel_bias(enc.block[0].layer[0].SelfAttention, T, T, True) + self._pad_mask(attention_mask)
         for blk in enc.block:
             sa, ff = blk.layer[0], blk.layer[1]
-            h = sa.layer_norm(x)
+            h = self._norm(sa.layer_norm, x)
             a = sa.SelfAttention
             o = self._sdpa(self._heads(a.q, h, B, T), self._heads(a.k, h, B, T), self._heads(a.v, h, B, T), mask)
             x = x + self._drop(a.o(o))
-            x = x + self._drop(self._ff(ff.DenseReluDense, ff.layer_norm(x)))
-        return self._drop(enc.final_layer_norm(x))
+            x = x + self._drop(self._ff(ff.DenseReluDense, self._norm(ff.layer_norm, x)))
+        return self._drop(self._norm(enc.final_layer_norm, x))
 
     def encoder_state(self, enc: torch.Tensor, enc_mask: torch.Tensor) -> EncoderState:
         """Per-layer cross-attention keys/values of the encoder output: (B, T, d) -> EncoderState."""
@@ -221,7 +226,7 @@ class TIGER(nn.Module):
         new_past = []
         for i, blk in enumerate(dec.block):
             sa, ca, ff = blk.layer[0], blk.layer[1], blk.layer[2]
-            h = sa.layer_norm(x)
+            h = self._norm(sa.layer_norm, x)
             a = sa.SelfAttention
             q, k, v = self._heads(a.q, h, n, L), self._heads(a.k, h, n, L), self._heads(a.v, h, n, L)
             if past is not None:
@@ -229,14 +234,14 @@ class TIGER(nn.Module):
             new_past.append((k, v))
             x = x + self._drop(a.o(self._sdpa(q, k, v, self_mask)))
             # cross-attention: all R*L positions of a user in one query block against that user's T states
-            h = ca.layer_norm(x)
+            h = self._norm(ca.layer_norm, x)
             c = ca.EncDecAttention
             q = c.q(h).view(B, R * L, self.cfg.n_heads, self.cfg.d_kv).transpose(1, 2)
             ck, cv = state.cross_kv[i]
             o = self._sdpa(q, ck, cv, state.mask).view(n, L, -1)
             x = x + self._drop(c.o(o))
-            x = x + self._drop(self._ff(ff.DenseReluDense, ff.layer_norm(x)))
-        x = self._drop(dec.final_layer_norm(x))
+            x = x + self._drop(self._ff(ff.DenseReluDense, self._norm(ff.layer_norm, x)))
+        x = self._drop(self._norm(dec.final_layer_norm, x))
         return x.view(B, R, L, -1), new_past
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -276,21 +281,42 @@ class TIGER(nn.Module):
         return torch.log_softmax(self._logits(hidden[:, :, 0]).float(), -1), past
 
     # ------------------------------------------------------------------ training loss
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean token CE over the label positions (4 SID tokens + EOS, as the paper; -100 = ignored).
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                label_smoothing: float = 0.0, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy over the label positions (4 SID tokens + EOS, as the paper; -100 = ignored).
 
-        input_ids (B, T), attention_mask (B, T), labels (B, 5) -> scalar loss.
+        input_ids (B, T), attention_mask (B, T), labels (B, 5) -> the mean over non-ignored tokens (reduction="mean")
+        or the per-token losses (B, 5) (reduction="none"; what the trainer needs for per-digit losses and for an exact
+        mean across data-parallel ranks).
         """
-        return self.generation_loss(self.encode(input_ids, attention_mask), attention_mask, labels)
+        enc = self.encode(input_ids, attention_mask)
+        if reduction == "none":
+            return self.token_losses(enc, attention_mask, labels, label_smoothing)
+        if reduction != "mean":
+            raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+        return self.generation_loss(enc, attention_mask, labels, label_smoothing)
 
-    def generation_loss(self, enc: torch.Tensor, enc_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def generation_loss(self, enc: torch.Tensor, enc_mask: torch.Tensor, labels: torch.Tensor,
+                        label_smoothing: float = 0.0) -> torch.Tensor:
         """forward's loss on already computed encoder states (enc (B, T, d), enc_mask (B, T), labels (B, 5)), for
-        trainers that share one encoder pass between several losses (SpecGR++)."""
+        trainers that share one encoder pass between several losses (SpecGR++). Mean over non-ignored tokens."""
+        losses = self.token_losses(enc, enc_mask, labels, label_smoothing)
+        return losses.sum() / (labels != -100).sum().clamp(min=1)
+
+    def token_losses(self, enc: torch.Tensor, enc_mask: torch.Tensor, labels: torch.Tensor,
+                     label_smoothing: float = 0.0) -> torch.Tensor:
+        """Per-token cross-entropy (B, 5) fp32 of labels (B, 5) (4 SID tokens + EOS; -100 = ignored, loss 0 there).
+
+        The decoder input is T5's right shift of the labels with decoder start = PAD. Per-position losses let the
+        trainer report the loss of each SID digit separately.
+        """
         labels = labels.long()
         dec_in = torch.zeros_like(labels)  # T5 right shift with decoder start = PAD
         dec_in[:, 1:] = labels[:, :-1].clamp(min=0)
         logits = self.decoder_logits(enc, enc_mask, dec_in[:, None])[:, 0]  # (B, 5, V)
-        return F.cross_entropy(logits.float().reshape(-1, self.vocab_size), labels.reshape(-1), ignore_index=-100)
+        ce = F.cross_entropy(logits.float().reshape(-1, self.vocab_size), labels.reshape(-1), ignore_index=-100,
+                             reduction="none", label_smoothing=label_smoothing)
+        return ce.view(labels.shape)
 
 
 # ---------------------------------------------------------------------- checkpoints (specgr.checkpoint layout)

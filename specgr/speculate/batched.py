@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 
 from specgr.models.beam import beam_search
 from specgr.speculate import steps
@@ -128,7 +129,7 @@ class SpecGR:
                torch.zeros(B, W, dtype=torch.bool, device=dev))  # final 4-digit beams, for users that need fill
         round_beams = []  # trace only: per round, (active rows, beam) after the beam step
 
-        with steps.autocast(dev, cfg.autocast):
+        with steps.autocast(dev, cfg.autocast), record_function("specgr.encode"):
             enc, enc_mask, state = steps.encode(self.model, sids, hist, hl)  # the only encoder pass
             drafts = _DraftSource(self.drafter, self.model, hist, hl, enc, enc_mask)
         del enc  # the loop only needs the cross-attention state
@@ -137,9 +138,10 @@ class SpecGR:
         for rnd in range(1, l + 1):
             b, lo = rows.numel(), (rnd - 1) * d
             # 1. draft under each user's own beam prefixes; exclude what that user already drafted
-            ids, ds = self._draft(drafts, rows, cand, beam, rnd, lo)
+            with record_function("specgr.draft"):
+                ids, ds = self._draft(drafts, rows, cand, beam, rnd, lo)
             # 2. verify
-            with steps.autocast(dev, cfg.autocast):
+            with steps.autocast(dev, cfg.autocast), record_function("specgr.verify"):
                 v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len)  # (b, δ)
             acc = v > cfg.threshold  # pads have V = -inf: never accepted
             n = ids.shape[1]
@@ -149,7 +151,8 @@ class SpecGR:
             n_acc[rows] += acc.sum(1)
             n_rounds[rows] = rnd
             # 3. per-user early exit: compact the active set (the one host sync of the round)
-            keep = (n_acc[rows] < K).nonzero().squeeze(1)
+            with record_function("specgr.host_sync"):
+                keep = (n_acc[rows] < K).nonzero().squeeze(1)
             if keep.numel() == 0:
                 rows = rows[:0]
                 break
@@ -157,7 +160,7 @@ class SpecGR:
                 rows = rows[keep]
                 state, beam = state.index(keep), beam.index(keep)
             # 4. extend the beam by one digit: guides the next round, and (after the last round) feeds the fill-up
-            with steps.autocast(dev, cfg.autocast):
+            with steps.autocast(dev, cfg.autocast), record_function("specgr.beam_step"):
                 beam = steps.beam_step(self.model, sids, state, beam, W, in_sample_only=in_only)
             if trace:
                 round_beams.append((rows.cpu(), beam.tokens.cpu(), beam.scores.cpu(), beam.valid.cpu()))
@@ -168,7 +171,8 @@ class SpecGR:
                     beam = steps.beam_step(self.model, sids, state, beam, W, in_sample_only=in_only)
             fin[0][rows], fin[1][rows], fin[2][rows] = beam.tokens, beam.scores.float(), beam.valid
 
-        items, scores, sources = self._finalize(cand, cand_v, cand_acc, n_acc, fin, K)
+        with record_function("specgr.finalize"):
+            items, scores, sources = self._finalize(cand, cand_v, cand_acc, n_acc, fin, K)
         res = SpecGRResult(items, scores, sources, n_rounds, n_acc, (cand >= 0).sum(1))
         if trace:
             res.traces = self._traces(res, cand, cand_v, cand_acc, cand_ds, round_beams)

@@ -22,16 +22,19 @@ def resolve_warmup(warmup: float, total_steps: int) -> int:
     return int(round(warmup * total_steps)) if 0 < warmup < 1 else int(warmup)
 
 
+def cosine_schedule(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
+    """lr multiplier after `step` optimizer steps: linear warmup to 1, then cosine decay to min_ratio at total_steps
+    (HF `get_scheduler("cosine")`)."""
+    if step < warmup_steps:
+        return (step + 1) / max(1, warmup_steps)
+    p = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
 def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
-    """Linear warmup to the base lr, then cosine decay to min_ratio * lr at total_steps (HF `get_scheduler("cosine")`)."""
-
-    def f(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        p = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
+    """`cosine_schedule` as a per-step LambdaLR (for Lightning-driven trainers)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: cosine_schedule(step, warmup_steps, total_steps, min_ratio))
 
 
 class ShuffledBatches(Sampler):

@@ -1,15 +1,22 @@
-"""TIGER training with Lightning (specgr.md §3): next-SID generation, CE over the 4 SID tokens + EOS.
+"""TIGER training (paper §3.3 / docs/METHOD.md): next-SID generation, cross-entropy over the 4 SID tokens + EOS.
 
-AdamW (lr 1e-3, wd 0.05), linear warmup + cosine decay per step, optional grad clipping, bf16-mixed on GPU / fp32 on
-CPU. Validation every `val_every` epochs on (a fixed, seeded subset of) the valid split: constrained beam search top-50
-over the validation pool, Recall/NDCG@{5,10,50} with specgr.metrics (logged as val/ndcg@10, ...); ModelCheckpoint keeps
-the best val/ndcg@10; CSVLogger; resumable from <out_dir>/lightning/last.ckpt.
+A plain step loop on Lightning Fabric (devices, DDP launch, seeding, CSV logging), built for speed because TIGER is
+small and a step is launch-bound:
 
-Throughput: whole splits are tokenised once into int16 tensors; each batch is one gather + one pinned host->device
-copy (no per-row Python, no collate). Validation runs every `val_every` epochs worth of steps and always after the
-last step (the step budget is rounded up to a whole number of validation intervals).
+  * the whole train split is tokenised once and kept on the device, grouped into history-length buckets
+    (specgr.train.buckets): each batch is padded to its bucket's longest history, not to 20 items;
+  * on one CUDA device each bucket's step (forward, backward, clip, AdamW) is captured as a CUDA graph and replayed
+    (specgr.train.step); no host sync inside the loop except the every-`log_every_n_steps` loss read-out;
+  * validation (constrained beam search top-50, Recall/NDCG@{5,10,50}) runs every `val_every` epochs on a fixed
+    seeded subset of the valid split; the best checkpoint is then scored once on the whole valid split.
 
-    model, info = train_tiger(ds, sids, tiger_preset("games"), TigerTrainConfig(epochs=30, batch_size=1024), "runs/tiger")
+AdamW, linear warmup + cosine decay per step (HF `get_scheduler("cosine")`), optional grad clipping, bf16 autocast on
+GPU / fp32 on CPU. Resumable from <out_dir>/last.pt. Data-parallel (devices > 1, strategy "ddp"): every global batch is
+split over the ranks and the loss is normalised by the global batch's token count, so the averaged gradient is exactly
+the one-process gradient; validation rows are sharded without padding and reduced exactly (specgr.distributed); the
+lr follows an explicit rule (`lr_scaling`, default "none").
+
+    model, info = train_tiger(ds, sids, tiger_preset("games"), TigerTrainConfig(epochs=30), "runs/tiger")
 
 The result is also written as a self-contained checkpoint directory at out_dir (specgr.checkpoint; component "tiger"
 plus sids.npz), which drafters can add their own weights to.
@@ -23,43 +30,54 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
 
+from specgr import distributed as D
+from specgr.checkpoint import atomic_torch_save
 from specgr.data.tokenize import PAD, tokenize_rows
-from specgr.metrics import rank_metrics, summarize, target_rank
+from specgr.metrics import rank_metrics, target_rank
 from specgr.models.beam import beam_search
 from specgr.models.tiger import TIGER, TigerConfig, save_tiger
-from specgr.train.common import batch_loader, cosine_with_warmup, resolve_precision, resolve_warmup
+from specgr.train.buckets import BucketedRows
+from specgr.train.common import cosine_schedule, resolve_precision, resolve_warmup
+from specgr.train.step import TrainStep, adamw, set_lr
 
 VAL_KS = (5, 10, 50)
-MONITOR = "val/ndcg@10"
+MONITOR = "ndcg@10"  # overall valid NDCG@10 of constrained beam search (the official selection metric)
+DIGITS = ("d1", "d2", "d3", "d4", "eos")
+RESULT_FILE = ".result.pt"  # hands rank 0's result to the launching process under DDP
 
 
 @dataclass
 class TigerTrainConfig:
     epochs: int = 100
     max_steps: int | None = None  # a step budget instead of epochs
-    batch_size: int = 256  # paper: 256; on a GPU, 1024+ with a higher lr trains much faster per wall second
+    batch_size: int = 256  # global batch (split over data-parallel ranks); paper: 256
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup: float = 0.05  # < 1: fraction of the steps (paper: 10k of 200k = 0.05); >= 1: steps
     min_lr_ratio: float = 0.0
     grad_clip: float = 0.0  # 0 = off (paper)
+    label_smoothing: float = 0.0  # 0 = off (paper)
     val_every: int = 2  # epochs between validations (paper: 2)
     val_max_rows: int | None = 4096  # fixed seeded subset of the valid split; None = all
+    val_full_at_end: bool = True  # score the best checkpoint once on the whole valid split
     val_beam: int = 50
-    val_batch_size: int = 256
+    val_batch_size: int = 512
     val_pool: str = "valid"  # "valid": items seen by the end of the valid period (official); "all"; "in_sample"
+    length_buckets: int = 4  # history-length buckets (1 = every batch padded to the longest history)
+    cuda_graphs: bool = True  # capture each bucket's step as a CUDA graph (one CUDA device; ignored elsewhere)
     precision: str = "auto"  # bf16-mixed on GPU, 32-true on CPU
     accelerator: str = "auto"
-    num_workers: int = 0
+    devices: int = 1  # data-parallel processes (GPUs); > 1 launches DDP through Lightning Fabric
+    num_nodes: int = 1
+    strategy: str = "auto"  # "auto" | "ddp" | "ddp_spawn" (CPU tests)
+    lr_scaling: str = "none"  # lr with N processes: "none" | "linear" | "sqrt" (specgr.distributed.scaled_lr)
     seed: int = 42
     max_train_rows: int | None = None  # smoke runs
     progress_bar: bool = False
-    log_every_n_steps: int = 50
+    log_every_n_steps: int = 100
     save_half: bool = False  # fp16 weights in the checkpoint directory
 
     def to_dict(self) -> dict:
@@ -98,188 +116,258 @@ def validation_catalog(ds, sids, pool: str = "valid"):
     return SemanticIDs(codes[ids], n_in, sids.C, sids.collision_size, sids.on_overflow), ids
 
 
-class TigerDataModule(L.LightningDataModule):
-    """Pre-tokenised train / valid tensors (int16), whole-batch loaders."""
-
-    def __init__(self, ds, sids, cfg: TigerTrainConfig):
-        super().__init__()
-        self.ds, self.sids, self.cfg = ds, sids, cfg
-        self.train_set = self.val_set = None
-
-    def setup(self, stage: str | None = None):
-        if self.train_set is not None:
-            return
-        tok = self.sids.tokens.cpu()
-        rows = self.ds.rows("train")
-        if self.cfg.max_train_rows:
-            rows = rows.subset(slice(0, self.cfg.max_train_rows))
-        t = tokenize_rows(rows, tok)
-        self.train_set = TensorDataset(t["input_ids"], t["labels"])
-        v = self.ds.rows("valid")
-        if self.cfg.val_max_rows and len(v) > self.cfg.val_max_rows:
-            idx = np.sort(np.random.default_rng(self.cfg.seed).choice(len(v), self.cfg.val_max_rows, replace=False))
-            v = v.subset(idx)
-        tv = tokenize_rows(v, tok)
-        unseen = torch.from_numpy(self.ds.unseen_mask(v))
-        self.val_set = TensorDataset(tv["input_ids"], tv["target"], unseen)
-
-    def train_dataloader(self):
-        return batch_loader(self.train_set, self.cfg.batch_size, True, self.cfg.seed, self.cfg.num_workers)
-
-    def val_dataloader(self):
-        return batch_loader(self.val_set, self.cfg.val_batch_size, False, 0, 0)
+def valid_rows_subset(ds, max_rows: int | None, seed: int):
+    """The valid split, or a fixed seeded subset of it (sorted row order)."""
+    v = ds.rows("valid")
+    if max_rows and len(v) > max_rows:
+        v = v.subset(np.sort(np.random.default_rng(seed).choice(len(v), max_rows, replace=False)))
+    return v
 
 
-class TigerModule(L.LightningModule):
-    def __init__(self, model_cfg: dict, vocab_size: int, train_cfg: dict, total_steps: int):
-        super().__init__()
-        self.save_hyperparameters()
-        self.model = TIGER(TigerConfig.from_dict(model_cfg), vocab_size)
-        self.tcfg = TigerTrainConfig.from_dict(train_cfg)
-        self.total_steps = int(total_steps)
-        self.val_history: list[dict] = []
-        self.val_seconds = 0.0
-        self._val_sids = self._val_ids = None
+@torch.no_grad()
+def validate(model: TIGER, rows, tok: torch.Tensor, val_sids, val_ids: torch.Tensor, n_in_sample: int,
+             beam: int = 50, batch_size: int = 512, autocast: bool = False) -> dict:
+    """Constrained beam search top-`beam` over the pool + the teacher-forced loss per label position, on THIS rank's
+    exact shard of `rows` (specgr.distributed.shard_indices), reduced exactly over ranks.
 
-    def set_val_catalog(self, sids, item_ids: torch.Tensor):
-        self._val_sids, self._val_ids = sids, item_ids
+    tok: (N, 4) SID tokens of the catalog. Returns {"overall"|"in_sample"|"unseen": {recall@k, ndcg@k},
+    "n_rows", "loss_per_digit": {d1..d4, eos}}.
+    """
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    idx = D.shard_indices(len(rows.target))
+    part = rows.subset(idx)
+    t = tokenize_rows(part, tok)
+    ranks, loss_sum, cnt = [], torch.zeros(5, device=dev), torch.zeros(5, device=dev)
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if autocast and dev.type == "cuda" else _null()
+    for s in range(0, len(idx), batch_size):
+        ids = t["input_ids"][s:s + batch_size].to(dev).long()
+        labels = t["labels"][s:s + batch_size].to(dev).long()
+        mask = ids != PAD
+        with ctx:
+            items, _, _ = beam_search(model, ids, mask.long(), val_sids, width=beam)
+            tl = model(ids, mask, labels, reduction="none")
+        loss_sum += tl.float().sum(0)
+        cnt += len(ids)
+        items = torch.where(items >= 0, val_ids[items.clamp(min=0)], items)
+        ranks.append(target_rank(items.cpu().numpy(), t["target"][s:s + batch_size].numpy()))
+    rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+    unseen = np.asarray(part.target) >= n_in_sample
+    s = D.summarize_distributed(rank_metrics(rank, VAL_KS), unseen, device=dev if dev.type == "cuda" else None)
+    per_digit = (D.reduce_sum(loss_sum) / D.reduce_sum(cnt).clamp(min=1)).tolist()
+    s["loss_per_digit"] = dict(zip(DIGITS, per_digit))
+    model.train(was_training)
+    return s
 
-    # ---------------------------------------------------------------- training
-    def training_step(self, batch, batch_idx):
-        ids, labels = batch
-        ids = ids.long()
-        loss = self.model(ids, ids != PAD, labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=ids.shape[0])
-        return loss
 
-    def configure_optimizers(self):
-        c = self.tcfg
-        fused = self.device.type == "cuda"
-        opt = torch.optim.AdamW(self.parameters(), lr=c.lr, weight_decay=c.weight_decay, fused=fused)
-        sched = cosine_with_warmup(opt, resolve_warmup(c.warmup, self.total_steps), self.total_steps, c.min_lr_ratio)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+def _null():
+    import contextlib
 
-    # ---------------------------------------------------------------- validation: constrained beam top-K
-    def _sync(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+    return contextlib.nullcontext()
 
-    def on_validation_epoch_start(self):
-        self._sync()
-        self._t0 = time.perf_counter()
-        self._ranks, self._unseen = [], []
-        if self._val_sids is not None and self._val_sids.device != self.device:
-            self._val_sids.to(self.device)
-            self._val_ids = self._val_ids.to(self.device)
 
-    def validation_step(self, batch, batch_idx):
-        ids, target, unseen = batch
-        ids = ids.long()
-        items, _, _ = beam_search(self.model, ids, (ids != PAD).long(), self._val_sids, width=self.tcfg.val_beam)
-        items = torch.where(items >= 0, self._val_ids[items.clamp(min=0)], items)
-        self._ranks.append(target_rank(items.cpu().numpy(), target.cpu().numpy()))
-        self._unseen.append(unseen.cpu().numpy())
-
-    def on_validation_epoch_end(self):
-        if not self._ranks:
-            return
-        s = summarize(rank_metrics(np.concatenate(self._ranks), VAL_KS), np.concatenate(self._unseen))
-        for k, v in s["overall"].items():
-            self.log(f"val/{k}", v)
-        for k in ("recall@50", "ndcg@10"):
-            for g in ("in_sample", "unseen"):
-                if not math.isnan(s[g][k]):
-                    self.log(f"val_{g}/{k}", s[g][k])
-        self._sync()
-        dt = time.perf_counter() - self._t0
-        self.val_seconds += dt
-        self.val_history.append({"step": int(self.global_step), "epoch": int(self.current_epoch), "seconds": dt,
-                                 **{g: s[g] for g in ("overall", "in_sample", "unseen")}, "n_rows": s["n_rows"]})
-
-    def on_save_checkpoint(self, checkpoint):
-        checkpoint["val_history"] = self.val_history
-        checkpoint["val_seconds"] = self.val_seconds
-
-    def on_load_checkpoint(self, checkpoint):
-        self.val_history = list(checkpoint.get("val_history", []))
-        self.val_seconds = float(checkpoint.get("val_seconds", 0.0))
+def plan_steps(cfg: TigerTrainConfig, batches_per_epoch: int) -> tuple[int, int]:
+    """(total steps, validation interval): validate every val_every epochs and after the very last step, so the
+    budget is rounded to a whole number of intervals."""
+    total = int(cfg.max_steps or cfg.epochs * batches_per_epoch)
+    interval = max(1, cfg.val_every * batches_per_epoch)
+    n_val = max(1, round(total / interval))
+    interval = math.ceil(total / n_val)
+    return n_val * interval, interval
 
 
 def train_tiger(ds, sids, model_cfg: TigerConfig, train_cfg: TigerTrainConfig | None = None,
                 out_dir="runs/tiger", fast_dev_run: bool = False, resume: bool = True):
     """Train TIGER on ds's train split; returns (best TIGER on CPU in eval mode, info dict).
 
-    ds: ProcessedDataset; sids: SemanticIDs of the catalog. out_dir gets lightning/ (best + last Lightning ckpts),
-    logs/ (CSV), tiger_train_info.json and the specgr checkpoint (config.json, tiger.pt, sids.npz; not for
-    fast_dev_run). resume: continue from out_dir/lightning/last.ckpt when it exists.
-    info: wall_s, val_s, steps, epochs, rows_per_s, best (metrics of the best validation), val_history, ...
+    ds: ProcessedDataset; sids: SemanticIDs of the catalog. out_dir gets last.pt (resume state), best.pt (best
+    weights), logs/ (CSV), tiger_train_info.json and the specgr checkpoint (config.json, tiger.pt, sids.npz); a
+    fast_dev_run (one step, one validation batch) writes none of them. resume: continue from out_dir/last.pt.
+    info: wall_s, train_s, val_s, steps, epochs, rows_per_s, best (metrics of the best validation), val_history, ...
+    With devices > 1 the processes are launched by Lightning Fabric; the result comes from rank 0.
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
+    from lightning.fabric import Fabric
+    from lightning.fabric.loggers import CSVLogger
 
     cfg = train_cfg or TigerTrainConfig()
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if torch.cuda.is_available():
-        torch.set_float32_matmul_precision("high")
-    dm = TigerDataModule(ds, sids, cfg)
-    dm.setup()
-    n_train = len(dm.train_set)
-    spe = math.ceil(n_train / cfg.batch_size)
-    total = int(cfg.max_steps or cfg.epochs * spe)
-    # validate every val_every epochs and after the very last step: round the budget to whole intervals
-    interval = max(1, cfg.val_every * spe)
-    n_val = max(1, round(total / interval))
-    interval = math.ceil(total / n_val)
-    total = n_val * interval
-    precision = resolve_precision(cfg.precision)
+    strategy = cfg.strategy if cfg.devices > 1 or cfg.num_nodes > 1 else "auto"
+    # precision is applied by our own autocast (graph capture needs autocast without its cast cache)
+    fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=strategy,
+                    precision="32-true", loggers=None if fast_dev_run else CSVLogger(out, name="logs"))
+    res = fabric.launch(_fit, ds, sids, model_cfg, cfg, out, fast_dev_run, resume)
+    if res is None:  # several processes: rank 0 left the result in a file (a spawn queue blocks on large payloads)
+        f = out / RESULT_FILE
+        blob = torch.load(f, map_location="cpu", weights_only=True)
+        f.unlink()
+        res = blob["state"], json.loads(blob["info"])
+    model = TIGER(model_cfg, sids.vocab_size)
+    model.load_state_dict(res[0])
+    return model.eval(), res[1]
 
-    module = TigerModule(model_cfg.to_dict(), sids.vocab_size, cfg.to_dict(), total)
+
+def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: Path, fast_dev_run: bool,
+         resume: bool):
+    fabric.seed_everything(cfg.seed, workers=True, verbose=False)
+    dev = fabric.device
+    world = fabric.world_size
+    rank = fabric.global_rank
+    precision = resolve_precision(cfg.precision) if dev.type == "cuda" else "32-true"
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} data-parallel processes")
+    if dev.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+    out.mkdir(parents=True, exist_ok=True)
+
+    # ---- data: tokenised once, bucketed by history length, on the device
+    tok = sids.tokens.cpu()
+    rows = ds.rows("train")
+    if cfg.max_train_rows:
+        rows = rows.subset(slice(0, cfg.max_train_rows))
+    data = BucketedRows.build(tokenize_rows(rows, tok), rows.hist_len, cfg.length_buckets, device=dev)
+    bpe = data.batches_per_epoch(cfg.batch_size)
+    total, interval = plan_steps(cfg, bpe)
+    if fast_dev_run:
+        total, interval = 1, 1
+    val_rows = valid_rows_subset(ds, 1 if fast_dev_run else cfg.val_max_rows, cfg.seed)
     val_sids, val_ids = validation_catalog(ds, sids, cfg.val_pool)
-    if val_sids is sids:  # validation moves its SemanticIDs to the GPU in place: keep the caller's where it is
+    if val_sids is sids:  # beam search moves its SemanticIDs to the device: keep the caller's where it is
         import copy
 
         val_sids = copy.deepcopy(sids)
-    module.set_val_catalog(val_sids, val_ids)
+    val_sids.to(dev)
+    val_ids = val_ids.to(dev)
 
-    ckpt_dir = out / "lightning"
-    ckpt_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{step}", monitor=MONITOR, mode="max", save_top_k=1,
-                              save_last=True, auto_insert_metric_name=False)
-    trainer = L.Trainer(
-        accelerator=cfg.accelerator, devices=1, precision=precision, max_steps=total, max_epochs=-1,
-        val_check_interval=interval, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        gradient_clip_val=cfg.grad_clip or None, callbacks=[ckpt_cb], logger=CSVLogger(out, name="logs"),
-        log_every_n_steps=cfg.log_every_n_steps, enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
-        use_distributed_sampler=False, fast_dev_run=fast_dev_run, default_root_dir=out)
-    last = ckpt_dir / "last.ckpt"
-    ckpt_path = str(last) if (resume and last.exists() and not fast_dev_run) else None
+    # ---- model, optimiser, schedule
+    lr = D.scaled_lr(cfg.lr, world, cfg.lr_scaling)
+    warmup = D.scaled_warmup(resolve_warmup(cfg.warmup, total), world, cfg.lr_scaling)
+    model = TIGER(model_cfg, sids.vocab_size).to(dev)
+    graphs = cfg.cuda_graphs and dev.type == "cuda" and world == 1
+    opt = adamw(model.parameters(), lr, cfg.weight_decay, capturable=graphs)
+    step0, history, best = 0, [], {"score": -math.inf, "step": None}
+    last = out / "last.pt"
+    resumed_from = None
+    if resume and last.exists() and not fast_dev_run:
+        st = torch.load(last, map_location=dev, weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        step0, history, best = int(st["step"]), json.loads(st["history"]), json.loads(st["best"])
+        resumed_from = str(last)
+    if world > 1:
+        model = fabric.setup_module(model)  # DDP; its forward is TIGER.forward
+    core = model.module if hasattr(model, "module") else model
+    step = TrainStep(model, opt, data, cfg.batch_size // world, cfg.grad_clip, cfg.label_smoothing, graphs=graphs,
+                     autocast=precision == "bf16-mixed", backward=fabric.backward if world > 1 else None)
+    autocast = precision == "bf16-mixed"
 
-    t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - t0
+    def run_validation(s: int) -> dict:
+        r = validate(core, val_rows, tok, val_sids, val_ids, sids.n_in_sample, cfg.val_beam, cfg.val_batch_size,
+                     autocast)
+        return {"step": s, "epoch": s / bpe, **{k: r[k] for k in ("overall", "in_sample", "unseen", "n_rows",
+                                                                    "loss_per_digit")}}
 
-    best_path = ckpt_cb.best_model_path if not fast_dev_run else ""
-    if best_path:
-        # our own file: Lightning checkpoints hold optimizer/loop state, not just tensors
-        state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
-    model = module.model.cpu().eval()
-    hist = module.val_history
-    best = max(hist, key=lambda h: h["overall"]["ndcg@10"]) if hist else None
-    steps = int(trainer.global_step)
+    def save_last(s: int):
+        if rank == 0 and not fast_dev_run:
+            atomic_torch_save({"model": core.state_dict(), "optimizer": opt.state_dict(), "step": s,
+                               "history": json.dumps(history), "best": json.dumps(best)}, last)
+
+    # ---- the loop
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=step0, disable=not cfg.progress_bar or rank != 0, desc="tiger", unit="step")
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    train_log, val_s, rows_seen = [], 0.0, 0
+    set_lr(opt, lr * cosine_schedule(step0, warmup, total, cfg.min_lr_ratio))
+    sync()
+    t_start = time.perf_counter()
+    s = step0
+    epoch = s // bpe
+    plan = data.epoch_plan(epoch, cfg.batch_size, cfg.seed)
+    core.train()
+    while s < total:
+        j = s - epoch * bpe
+        if j >= bpe:
+            epoch += 1
+            plan = data.epoch_plan(epoch, cfg.batch_size, cfg.seed)
+            continue
+        bucket, idx = plan[j]
+        if world > 1:  # this rank's slice of the global batch; normalise by the global token count / world
+            per = cfg.batch_size // world
+            norm = 5 * int((idx >= 0).sum()) / world
+            idx = idx[rank * per:(rank + 1) * per]
+            step.run(bucket, idx, norm)
+        else:
+            step.run(bucket, idx)
+        s += 1
+        rows_seen += int(cfg.batch_size)
+        set_lr(opt, lr * cosine_schedule(s, warmup, total, cfg.min_lr_ratio))
+        bar.update(1)
+        if s % cfg.log_every_n_steps == 0 or s == total:
+            per_digit = step.pop_stats()
+            rec = {"step": s, "t": time.perf_counter() - t_start, "train/loss": float(np.mean(per_digit)),
+                   **{f"train/loss_{d}": v for d, v in zip(DIGITS, per_digit)},
+                   "lr": lr * cosine_schedule(s, warmup, total, cfg.min_lr_ratio)}
+            train_log.append(rec)
+            fabric.log_dict({k: v for k, v in rec.items() if k not in ("step", "t")}, step=s)
+        if s % interval == 0 or s == total:
+            sync()
+            tv = time.perf_counter()
+            h = run_validation(s)
+            sync()
+            h["seconds"] = time.perf_counter() - tv
+            val_s += h["seconds"]
+            history.append(h)
+            fabric.log_dict({**{f"val/{k}": v for k, v in h["overall"].items()},
+                             **{f"val/loss_{d}": v for d, v in h["loss_per_digit"].items()}}, step=s)
+            score = h["overall"][MONITOR]
+            if score > best["score"]:
+                best = {"score": score, "step": s}
+                if rank == 0 and not fast_dev_run:
+                    atomic_torch_save({"model": core.state_dict()}, out / "best.pt")
+            save_last(s)
+    sync()
+    wall = time.perf_counter() - t_start
+    bar.close()
+    for lg in fabric.loggers:
+        lg.finalize("success")  # flush the CSV
+
+    # ---- the best model, scored once on the whole valid split
+    fabric.barrier()  # rank 0 has written best.pt
+    if best["step"] is not None and not fast_dev_run and (out / "best.pt").exists():
+        core.load_state_dict(torch.load(out / "best.pt", map_location=dev, weights_only=True)["model"])
+    best_h = next((h for h in history if h["step"] == best["step"]), None)
+    full = None
+    if cfg.val_full_at_end and not fast_dev_run and cfg.val_max_rows:
+        tv = time.perf_counter()
+        full = validate(core, ds.rows("valid"), tok, val_sids, val_ids, sids.n_in_sample, cfg.val_beam,
+                        cfg.val_batch_size, autocast)
+        full["seconds"] = time.perf_counter() - tv
+    model_cpu = TIGER(model_cfg, sids.vocab_size)
+    model_cpu.load_state_dict({k: v.detach().cpu() for k, v in core.state_dict().items()})
+    model_cpu.eval()
+    steps_run = s - step0
+    train_s = wall - val_s
     info = {
-        "wall_s": wall, "val_s": module.val_seconds, "train_s": wall - module.val_seconds, "steps": steps,
-        "total_steps": total, "steps_per_epoch": spe, "epochs": steps / spe, "n_train_rows": n_train,
-        "rows_per_s": steps * cfg.batch_size / max(wall - module.val_seconds, 1e-9), "n_params": model.n_params,
-        "precision": precision, "device": str(trainer.strategy.root_device), "resumed_from": ckpt_path,
-        "best": best, "best_ckpt": best_path, "val_history": hist, "train_config": cfg.to_dict(),
-        "model_config": model_cfg.to_dict(), "vocab_size": sids.vocab_size, "dataset_fingerprint": ds.fingerprint,
+        "wall_s": wall, "val_s": val_s, "train_s": train_s, "graph_capture_s": step.capture_seconds,
+        "steps": s, "steps_this_run": steps_run, "total_steps": total, "steps_per_epoch": bpe, "epochs": s / bpe,
+        "n_train_rows": data.n_rows, "rows_per_s": steps_run * cfg.batch_size / max(train_s, 1e-9),
+        "steps_per_s": steps_run / max(train_s, 1e-9), "n_params": model_cpu.n_params, "precision": precision,
+        "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "world_size": world, "lr": {"lr": lr, "warmup_steps": warmup, "rule": cfg.lr_scaling},
+        "cuda_graphs": graphs, "buckets": {"bounds": data.bounds, "rows": [len(x) for x in data.ids],
+                                           "padded_tokens_per_epoch": data.n_tokens_padded},
+        "resumed_from": resumed_from, "best": best_h, "best_full_valid": full, "val_history": history,
+        "train_log": train_log, "train_config": cfg.to_dict(), "model_config": model_cfg.to_dict(),
+        "vocab_size": sids.vocab_size, "dataset_fingerprint": ds.fingerprint,
     }
-    if not fast_dev_run:
+    if rank == 0 and not fast_dev_run:
         (out / "tiger_train_info.json").write_text(json.dumps(info, indent=2, default=str))
-        save_tiger(out, model, sids, ds.fingerprint, half=cfg.save_half, train_config=cfg.to_dict(),
+        save_tiger(out, model_cpu, sids, ds.fingerprint, half=cfg.save_half, train_config=cfg.to_dict(),
                    extra={k: info[k] for k in ("wall_s", "steps", "epochs", "best", "precision", "device")})
-    return model, info
+    if world == 1:
+        return model_cpu.state_dict(), info
+    if rank == 0:
+        atomic_torch_save({"state": model_cpu.state_dict(), "info": json.dumps(info, default=str)}, out / RESULT_FILE)
+    fabric.barrier()
+    return None

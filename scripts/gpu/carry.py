@@ -1,0 +1,77 @@
+"""Move processed datasets to a lent GPU machine and back within its transfer limit (tens of MB per call).
+
+    python scripts/gpu/carry.py pack --datasets amazon2018-game amazon2014-beauty-loo \
+        --embeddings amazon2014-beauty-loo:sentence-transformers/all-MiniLM-L6-v2      # here, before the call
+    python scripts/gpu/carry.py unpack                                               # there, first thing
+
+pack copies each dataset's manifest, items, row files and semantic ids (not the tokenizer weights, not the
+embeddings) into .carry/processed/, plus the embeddings asked for as float16 (half the bytes; only semantic-id and
+text-drafter training read them). unpack restores them under devdata/processed/ as float32. Nothing here is
+committed: .carry/ and devdata/ are git-ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def pack(a) -> None:
+    src, dst = Path(a.data_root), Path(a.carry) / "processed"
+    for name in a.datasets:
+        d = dst / name
+        d.mkdir(parents=True, exist_ok=True)
+        for f in ["manifest.json", "items.parquet", *[p.name for p in (src / name).glob("rows_*.npz")]]:
+            shutil.copy2(src / name / f, d / f)
+        if (src / name / "sid").exists():
+            (d / "sid").mkdir(exist_ok=True)
+            for f in (src / name / "sid").glob("*"):
+                if f.suffix in (".npz", ".json"):
+                    shutil.copy2(f, d / "sid" / f.name)
+    for spec in a.embeddings or []:
+        name, model = spec.split(":", 1)
+        slug = model.replace("/", "__")
+        emb = np.load(src / name / "embeddings" / f"{slug}.npy")
+        (dst / name / "embeddings").mkdir(parents=True, exist_ok=True)
+        np.save(dst / name / "embeddings" / f"{slug}.f16.npy", emb.astype(np.float16))
+    total = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
+    print(f"packed {total / 2**20:.1f} MiB into {dst}")
+
+
+def unpack(a) -> None:
+    src, dst = Path(a.carry) / "processed", Path(a.out)
+    for f in src.rglob("*"):
+        if not f.is_file():
+            continue
+        rel = f.relative_to(src)
+        target = dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if f.name.endswith(".f16.npy"):
+            np.save(target.with_name(f.name.replace(".f16.npy", ".npy")), np.load(f).astype(np.float32))
+        elif not target.exists():
+            shutil.copy2(f, target)
+    print(f"unpacked into {dst}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("--data-root", default="data/processed")
+    p.add_argument("--carry", default=".carry")
+    p.add_argument("--datasets", nargs="+", required=True)
+    p.add_argument("--embeddings", nargs="*", help="DATASET:TEXT_MODEL pairs to carry as float16")
+    p = sub.add_parser("unpack")
+    p.add_argument("--carry", default=".carry")
+    p.add_argument("--out", default="devdata/processed")
+    a = ap.parse_args(argv)
+    (pack if a.cmd == "pack" else unpack)(a)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+# Sourced by the GPU harness scripts: environment, data unpacking, and a helper that tars results into $OUT.
+set -o pipefail
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH=$PWD:${PYTHONPATH:-}
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # never NVLink multicast
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT" devdata devruns devresults
+nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader | tee -a "$OUT/gpu.txt"
+[ -d .carry/processed ] && python3 scripts/gpu/carry.py unpack
+# pack DEST.tgz PATHS...: what comes back (files under $OUT, 16 MiB each at most)
+pack() { local f=$1; shift; tar czf - "$@" 2>/dev/null | split -b 15M -d - "$OUT/$f.part"; }
