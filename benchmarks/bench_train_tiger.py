@@ -10,7 +10,8 @@ one (specgr.train.tiger: GPU-resident length buckets, CUDA-graph steps), same GP
 configuration runs in its own process (fresh CUDA context). Rates are steady-state: wall time between two step
 counts after warm-up (graph capture, first validation-free steps), with CUDA synchronisation at both ends.
 
-Variants of the current trainer, one change at a time: `current` (buckets + graphs), `no_graphs` (buckets, eager),
+Variants of the current trainer, one change at a time: `current` (buckets + graphs), `compiled` (+ torch.compile),
+`no_graphs` (buckets, eager),
 `no_buckets` (graphs, one bucket padded to the longest history). `lightning_noop` is Lightning's own per-step loop
 cost: a Trainer running a no-op training step on a 1-parameter model. --profile-dir writes torch.profiler tables of
 the previous trainer's step and of the current eager step.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 VARIANTS = {
     "current": {},
+    "compiled": {"compile": True},
     "no_graphs": {"cuda_graphs": False},
     "no_buckets": {"length_buckets": 1},
 }
@@ -124,7 +126,8 @@ def worker_current(args) -> dict:
     sec = log[b] - log[a]
     n = b - a
     return {"steps_per_s": n / sec, "rows_per_s": n * args["batch_size"] / sec, "ms_per_step": 1e3 * sec / n,
-            "graph_capture_s": info["graph_capture_s"], "buckets": info["buckets"], "n_params": info["n_params"]}
+            "graph_capture_s": info["graph_capture_s"], "buckets": info["buckets"], "n_params": info["n_params"],
+            "fixed_overhead_s": log[a] - a * sec / n}  # compile + capture: time to step `warm` beyond its steady cost
 
 
 def worker_lightning_noop(args) -> dict:

@@ -248,7 +248,25 @@ class Pipeline:
             self._sids = None
             return {"report": rep}
 
+        if not force and not self._done("sid", h) and self._sid_artifacts_match(sc):
+            # semantic ids built elsewhere (`specgr sid` on another machine, a shipped checkpoint): adopt them, as the
+            # prepare stage adopts processed data, so that the models keep the ids they were (or will be) trained on
+            self._mark("sid", h, 0.0, {"adopted": str(self.ds.path / "sid" / f"{sc.method}.npz")})
         self.run_stage("sid", h, run, force)
+
+    def _sid_artifacts_match(self, sc) -> bool:
+        """Semantic ids of sc.method exist and were made with the same method and codebook size (as their quality
+        report, or else their tokenizer file, records)."""
+        d = self.ds.path / "sid"
+        if not (d / f"{sc.method}.npz").exists():
+            return False
+        if (d / f"{sc.method}_report.json").exists():
+            made = json.loads((d / f"{sc.method}_report.json").read_text()).get("config", {})
+        elif (d / f"{sc.method}_tokenizer.pt").exists():
+            made = torch.load(d / f"{sc.method}_tokenizer.pt", map_location="cpu", weights_only=True)["sid_config"]
+        else:
+            return False
+        return all(made.get(k) == getattr(sc, k) for k in ("method", "codebook_size", "levels"))
 
     def stage_tiger(self, force=False):
         mc, tc = self.cfg.tiger_cfg(), self.cfg.tiger_train_cfg()

@@ -108,3 +108,26 @@ def test_cuda_graph_step_equals_eager_step(tiny_dataset):
         assert (len(step._graph) == len(data.ids)) == graphs
     assert torch.allclose(out[0][0], out[1][0], atol=1e-4, rtol=1e-3)
     assert np.allclose(out[0][1], out[1][1], rtol=1e-3)
+
+
+@pytest.mark.gpu
+def test_graph_replays_draw_fresh_dropout(tiny_dataset):
+    """Dropout inside a captured step is re-drawn at every replay (the graph does not freeze one mask), also when the
+    forward is compiled."""
+    sids = tiny_sids(tiny_dataset)
+    rows = tiny_dataset.rows("train")
+    data = BucketedRows.build(tokenize_rows(rows, sids.tokens), rows.hist_len, 1, device="cuda")
+    cfg = tiger_preset("tiny")
+    cfg.dropout = 0.3
+    for compile in (False, True):
+        torch.manual_seed(0)
+        model = TIGER(cfg, sids.vocab_size).cuda()
+        opt = adamw(model.parameters(), 0.0, 0.0, capturable=True)  # lr 0: the weights never change
+        step = TrainStep(model, opt, data, 8, graphs=True, compile=compile)
+        idx = torch.arange(8, device="cuda")
+        losses = []
+        for _ in range(6):  # 3 warm-up steps, capture + replay, then replays
+            step.run(0, idx)
+            losses.append(step.pop_stats()[0])
+        assert step._graph, "the step was not captured"
+        assert len(set(round(x, 6) for x in losses[3:])) == 3  # a different dropout mask at every replay

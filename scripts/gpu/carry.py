@@ -4,7 +4,7 @@
         --embeddings amazon2014-beauty-loo:sentence-transformers/all-MiniLM-L6-v2      # here, before the call
     python scripts/gpu/carry.py unpack                                               # there, first thing
 
-pack copies each dataset's manifest, items, row files and semantic ids (not the tokenizer weights, not the
+pack copies each dataset's manifest, items, row files and semantic ids (the tokenizer weights only when named, not the
 embeddings) into .carry/processed/, plus the embeddings asked for as float16 (half the bytes; only semantic-id and
 text-drafter training read them). unpack restores them under devdata/processed/ as float32. Nothing here is
 committed: .carry/ and devdata/ are git-ignored.
@@ -30,7 +30,7 @@ def pack(a) -> None:
         if (src / name / "sid").exists():
             (d / "sid").mkdir(exist_ok=True)
             for f in (src / name / "sid").glob("*"):
-                if f.suffix in (".npz", ".json"):
+                if f.suffix in (".npz", ".json") or f"{name}/{f.name}" in a.tokenizers:
                     shutil.copy2(f, d / "sid" / f.name)
     for spec in a.embeddings or []:
         name, model = spec.split(":", 1)
@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--carry", default=".carry")
     p.add_argument("--datasets", nargs="+", required=True)
     p.add_argument("--embeddings", nargs="*", help="DATASET:TEXT_MODEL pairs to carry as float16")
+    p.add_argument("--tokenizers", nargs="*", default=[], help="DATASET/FILE tokenizer files to carry too, e.g. amazon2018-game/rqvae_tokenizer.pt")
     p = sub.add_parser("unpack")
     p.add_argument("--carry", default=".carry")
     p.add_argument("--out", default="devdata/processed")

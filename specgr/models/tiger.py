@@ -24,9 +24,13 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 PAD, BOS, EOS = 0, 1, 2
 DECODER_START = PAD  # as in T5
+# cuDNN's attention builds an execution plan per new input shape (milliseconds of host time each); decoding calls it
+# with a new shape every round, so we keep to the flash / memory-efficient / math kernels (profile in RESULTS.md)
+SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 @dataclass
@@ -148,9 +152,11 @@ class TIGER(nn.Module):
         return lin(x).view(n, L, self.cfg.n_heads, self.cfg.d_kv).transpose(1, 2)
 
     def _sdpa(self, q, k, v, mask) -> torch.Tensor:
-        """(n, h, Lq, dk) attention -> (n, Lq, h*dk). scale=1: T5 does not scale q·k."""
+        """(n, h, Lq, dk) attention -> (n, Lq, h*dk). scale=1: T5 does not scale q·k. `mask` is additive; pass it in
+        q's dtype (`_compute_dtype`) so that no layer re-casts it."""
         p = self.cfg.dropout if self.training else 0.0
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), dropout_p=p, scale=1.0)
+        with sdpa_kernel(SDPA_BACKENDS):
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), dropout_p=p, scale=1.0)
         n, h, L, dk = o.shape
         return o.transpose(1, 2).reshape(n, L, h * dk)
 
@@ -164,13 +170,22 @@ class TIGER(nn.Module):
 
     def _rel_bias(self, attn: nn.Module, Lq: int, Lk: int, bidirectional: bool, offset: int = 0) -> torch.Tensor:
         """(1, h, Lq, Lk) relative position bias of query positions offset..offset+Lq-1 against keys 0..Lk-1."""
-        key = (Lq, Lk, offset, bidirectional, attn.relative_attention_bias.weight.device)
-        b = self._buckets.get(key)
+        dev = attn.relative_attention_bias.weight.device
+        key = (Lq, Lk, offset, bidirectional, dev)
+        b = None if torch.compiler.is_compiling() else self._buckets.get(key)  # compiled code: no Python cache
         if b is None:
-            dev = attn.relative_attention_bias.weight.device
             rel = torch.arange(Lk, device=dev)[None, :] - (torch.arange(Lq, device=dev)[:, None] + offset)
-            b = self._buckets[key] = _rel_bucket(rel, bidirectional, self.cfg.rel_buckets, self.cfg.rel_max_distance)
+            b = _rel_bucket(rel, bidirectional, self.cfg.rel_buckets, self.cfg.rel_max_distance)
+            if not torch.compiler.is_compiling():
+                self._buckets[key] = b
         return attn.relative_attention_bias(b).permute(2, 0, 1)[None]
+
+    def _compute_dtype(self) -> torch.dtype:
+        """The dtype attention runs in: the autocast dtype when autocast is on for the weights' device, else theirs."""
+        w = self.t5.shared.weight
+        if torch.is_autocast_enabled(w.device.type):
+            return torch.get_autocast_dtype(w.device.type)
+        return w.dtype
 
     @staticmethod
     def _pad_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -187,6 +202,7 @@ class TIGER(nn.Module):
         x = self._drop(self.t5.shared(input_ids))
         # position bias (shared by all layers, from layer 0) + padding mask, folded into one additive mask
         mask = self._rel_bias(enc.block[0].layer[0].SelfAttention, T, T, True) + self._pad_mask(attention_mask)
+        mask = mask.to(self._compute_dtype())  # once, not once per layer
         for blk in enc.block:
             sa, ff = blk.layer[0], blk.layer[1]
             h = self._norm(sa.layer_norm, x)
@@ -203,7 +219,7 @@ class TIGER(nn.Module):
         for blk in self.t5.decoder.block:
             ca = blk.layer[1].EncDecAttention
             kv.append((self._heads(ca.k, enc, B, T), self._heads(ca.v, enc, B, T)))
-        return EncoderState(kv, self._pad_mask(enc_mask))
+        return EncoderState(kv, self._pad_mask(enc_mask).to(self._compute_dtype()))
 
     def _state(self, enc, enc_mask) -> EncoderState:
         return enc if isinstance(enc, EncoderState) else self.encoder_state(enc, enc_mask)
@@ -222,7 +238,7 @@ class TIGER(nn.Module):
         Lp = 0 if past is None else past[0][0].shape[2]
         bias = self._rel_bias(dec.block[0].layer[0].SelfAttention, L, Lp + L, False, offset=Lp)
         causal = torch.ones(L, Lp + L, dtype=torch.bool, device=x.device).tril(diagonal=Lp)
-        self_mask = bias.masked_fill(~causal, float("-inf"))
+        self_mask = bias.masked_fill(~causal, float("-inf")).to(self._compute_dtype())
         new_past = []
         for i, blk in enumerate(dec.block):
             sa, ca, ff = blk.layer[0], blk.layer[1], blk.layer[2]

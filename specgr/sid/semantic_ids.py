@@ -157,6 +157,11 @@ class SemanticIDs:
         n_in = self.n_in_sample
         self._all = _PrefixTable(self._item_keys, ids)
         self._in = _PrefixTable([None] + [k[:n_in] for k in self._item_keys[1:]], ids[:n_in])
+        for tab in (self._all, self._in):
+            # the most children any length-L prefix has: a static width for allowed_next (no host sync per call)
+            tab.max_children = [int(torch.unique_consecutive(tab.keys[L + 1] // self.radix[L],
+                                                             return_counts=True)[1].max())
+                                if tab.keys[L + 1].numel() else 0 for L in range(N_DIGITS)]
         if self._all.full_sorted.numel() != self._all.keys[4].numel():
             raise ValueError("semantic ids are not unique")
         # prefix_len: 4 in-sample; for new items the longest prefix shared with some in-sample item ([v-new] rule)
@@ -237,15 +242,17 @@ class SemanticIDs:
         lo = torch.searchsorted(child, parent * r)
         hi = torch.searchsorted(child, parent * r + r)
         hi = torch.where(parent < 0, lo, hi)  # invalid prefix: no children
-        width = int((hi - lo).max()) if R else 0
-        if width == 0:
+        width = tab.max_children[L]  # static: no host sync, fixed shapes (CUDA-graph friendly)
+        if width == 0 or R == 0:
             return out
         idx = lo[:, None] + torch.arange(width, device=self.device)  # (R, W)
         valid = idx < hi[:, None]
         tok = OFFSET + L * self.C + child[idx.clamp(max=child.numel() - 1)] % r
-        rows = torch.arange(R, device=self.device)[:, None].expand_as(tok)
-        out[rows[valid], tok[valid]] = True
-        return out
+        # scatter instead of boolean indexing (which syncs to count): padding slots write into a spare column
+        tok = torch.where(valid, tok, torch.full_like(tok, self.vocab_size))
+        out = torch.zeros(R, self.vocab_size + 1, dtype=torch.bool, device=self.device)
+        out.scatter_(1, tok, True)
+        return out[:, :self.vocab_size]
 
     def lookup(self, tokens: torch.Tensor, in_sample_only: bool = False) -> torch.Tensor:
         """tokens (R, 4) -> item ids (R,) long, -1 where no item has that id."""

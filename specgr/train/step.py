@@ -47,15 +47,20 @@ class TrainStep:
     """Runs optimisation steps of `model` (a TIGER, or a data-parallel wrapper whose forward is TIGER.forward).
 
     data: BucketedRows on the model's device; batch_size: rows per step on this process; graphs: capture CUDA graphs
-    (one CUDA device only); autocast: bf16 autocast on CUDA; backward: fn(loss) (Fabric's under DDP) or None.
+    (one CUDA device only); autocast: bf16 autocast on CUDA; backward: fn(loss) (Fabric's under DDP) or None;
+    compile: run the forward (and so the backward) through torch.compile.
     norm: how the summed token loss is normalised, "local" (this batch's non-ignored tokens: the ordinary mean) or a
     number per step passed to `run` (the global batch's token count / world size, so that DDP's gradient average is
     exactly the mean over the global batch).
     """
 
     def __init__(self, model, optimizer, data: BucketedRows, batch_size: int, grad_clip: float = 0.0,
-                 label_smoothing: float = 0.0, graphs: bool = False, autocast: bool = False, backward=None):
+                 label_smoothing: float = 0.0, graphs: bool = False, autocast: bool = False, backward=None,
+                 compile: bool = False):
         self.model, self.opt, self.data, self.B = model, optimizer, data, int(batch_size)
+        # torch.compile fuses the many small elementwise kernels (casts, norms, dropout, residuals); dynamic shapes so
+        # that one compilation serves every length bucket
+        self.forward = torch.compile(model, dynamic=True) if compile else model
         self.grad_clip, self.ls = float(grad_clip), float(label_smoothing)
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.dev = self.params[0].device
@@ -80,7 +85,7 @@ class TrainStep:
         ids = self.data.ids[bucket].index_select(0, rows).long()
         labels = self.data.labels[bucket].index_select(0, rows).long().masked_fill(~real[:, None], -100)
         with self._ctx():
-            tl = self.model(ids, ids != PAD, labels, label_smoothing=self.ls, reduction="none")  # (B, 5)
+            tl = self.forward(ids, ids != PAD, labels, label_smoothing=self.ls, reduction="none")  # (B, 5)
         counted = (labels != -100).float()
         norm = self._norm if global_norm else counted.sum().clamp(min=1)
         self.backward(tl.sum() / norm)

@@ -68,6 +68,7 @@ class TigerTrainConfig:
     val_pool: str = "valid"  # "valid": items seen by the end of the valid period (official); "all"; "in_sample"
     length_buckets: int = 4  # history-length buckets (1 = every batch padded to the longest history)
     cuda_graphs: bool = True  # capture each bucket's step as a CUDA graph (one CUDA device; ignored elsewhere)
+    compile: bool = False  # torch.compile the model for the training step (one compilation, dynamic lengths)
     precision: str = "auto"  # bf16-mixed on GPU, 32-true on CPU
     accelerator: str = "auto"
     devices: int = 1  # data-parallel processes (GPUs); > 1 launches DDP through Lightning Fabric
@@ -258,7 +259,8 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
         model = fabric.setup_module(model)  # DDP; its forward is TIGER.forward
     core = model.module if hasattr(model, "module") else model
     step = TrainStep(model, opt, data, cfg.batch_size // world, cfg.grad_clip, cfg.label_smoothing, graphs=graphs,
-                     autocast=precision == "bf16-mixed", backward=fabric.backward if world > 1 else None)
+                     autocast=precision == "bf16-mixed", backward=fabric.backward if world > 1 else None,
+                     compile=cfg.compile)
     autocast = precision == "bf16-mixed"
 
     def run_validation(s: int) -> dict:
