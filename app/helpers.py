@@ -76,6 +76,7 @@ def load_bundle(checkpoint: str, data_root: str):
                         cmd)
     try:
         b = Bundle.load(checkpoint, data_root=data_root)
+        b.text_embeddings()  # the Aux and KNN drafters need them: a prepare stopped early has none
     except (FileNotFoundError, ValueError, KeyError) as e:
         msg = str(e)
         cmd = msg.split("Fix:", 1)[1].strip() if "Fix:" in msg else f"specgr prepare --dataset {name}"

@@ -171,6 +171,21 @@ def test_missing_dataset_shows_the_fix(app_env, tmp_path, monkeypatch):
     assert any("specgr prepare --dataset tiny" in c.value for c in at.code)
 
 
+def test_missing_embeddings_show_the_fix(app_env, tmp_path, monkeypatch):
+    """A prepare stopped before its embeddings were written: the error screen, not a FileNotFoundError traceback."""
+    import shutil
+
+    pipeline, _ = app_env
+    root = tmp_path / "processed"
+    shutil.copytree(pipeline.data_root / "tiny", root / "tiny")
+    shutil.rmtree(root / "tiny" / "embeddings")
+    monkeypatch.setenv("SPECGR_DATA_ROOT", str(root))
+    at = run_app()
+    no_exception(at)
+    assert any("no embeddings" in e.value for e in at.error)
+    assert any("specgr prepare --dataset tiny" in c.value for c in at.code)
+
+
 def test_results_page(app_env, monkeypatch):
     pipeline, _ = app_env
     monkeypatch.setenv("SPECGR_RESULTS", str(pipeline.results_root))
