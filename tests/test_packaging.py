@@ -55,3 +55,9 @@ def test_environment_yml_uses_conda_forge_only():
     """The `pytorch` channel stopped at torch 2.5.1 and mixing it with conda-forge breaks MKL."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert env["channels"] == ["conda-forge"]
+
+
+def test_streamlit_sends_no_usage_statistics():
+    """`streamlit run` reads .streamlit/config.toml from the folder it starts in (make demo: the repository root)."""
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["browser"]["gatherUsageStats"] is False
