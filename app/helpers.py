@@ -1,4 +1,5 @@
-"""Non-UI helpers of the Streamlit app: configuration, loading, one recommend call, tables, UMAP.
+"""Non-UI helpers of the Streamlit app: configuration, loading, one recommend call, tables
+and charts.
 
 Everything model-related goes through the specgr API (Bundle, SpecGR, TigerOnly); this module only shapes inputs and
 outputs for display. Kept free of Streamlit widgets so it is easy to test and to time.

@@ -142,7 +142,8 @@ def test_app_in_chromium(server, tmp_path):
         finally:
             browser.close()
     record = {"bundle": kind, "viewport": VIEWPORT, **timings, "machine": f"{platform.machine()}, "
-              f"{os.cpu_count()} CPUs", "measured_by": "tests/test_app_browser.py (headless Chromium, Playwright)"}
+              f"{os.cpu_count()} CPUs", "load_average_1min": round(os.getloadavg()[0], 2),
+              "measured_by": "tests/test_app_browser.py (headless Chromium, Playwright)"}
     print("app latency:", json.dumps(record))
     out = Path(os.environ.get("SPECGR_APP_LATENCY", tmp_path / "app_latency.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
