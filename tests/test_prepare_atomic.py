@@ -94,3 +94,13 @@ def test_interrupted_reprepare_keeps_the_complete_folder(tmp_path, catalog, monk
     run_prepare(out, catalog)
     assert (ds.path / "sid" / "rqvae.npz").read_bytes() == b"stage output"
     assert not staging_path(ds.path).exists() and not (out / ".mine.old").exists()
+
+
+def test_a_folder_that_is_not_a_dataset_is_never_replaced(tmp_path, catalog, monkeypatch):
+    out = tmp_path / "processed"
+    (out / "mine").mkdir(parents=True)
+    (out / "mine" / "notes.txt").write_text("mine")
+    monkeypatch.setattr(prepare_mod, "embed_texts", fake_embed)
+    with pytest.raises(ValueError, match="not a processed dataset"):
+        run_prepare(out, catalog)
+    assert (out / "mine" / "notes.txt").read_text() == "mine"

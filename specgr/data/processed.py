@@ -165,6 +165,11 @@ def write_manifest(path: Path, manifest: dict) -> None:
     _replace_file(Path(path) / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
 
 
+# what a processed dataset folder may hold; anything else means the folder is not ours to replace
+_PROCESSED_ENTRIES = {MANIFEST, "items.parquet", "rows_train.npz", "rows_valid.npz", "rows_test.npz", "embeddings", "sid",
+                      f".{MANIFEST}.tmp", ".items.parquet.tmp"}
+
+
 def staging_path(path: Path) -> Path:
     """Where `write_processed` builds `path` before renaming it into place."""
     return path.with_name(f".{path.name}.partial")
@@ -180,6 +185,10 @@ def write_processed(path: Path, result, dataset: str, split_cfg: dict, extra: di
     time of this write.
     """
     path = Path(path)
+    strange = sorted(c.name for c in path.iterdir() if c.name not in _PROCESSED_ENTRIES) if path.is_dir() else []
+    if strange or (path.exists() and not path.is_dir()):
+        raise ValueError(f"{path} exists and is not a processed dataset (it holds {strange[:3] or 'a file'}); "
+                         "writing would replace it. Fix: choose another --out or --name, or move it away.")
     t0 = time.perf_counter()
     tmp = staging_path(path)
     shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted run
