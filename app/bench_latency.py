@@ -35,7 +35,8 @@ def main():
     torch.set_num_threads(args.threads)
     cfg = H.settings()
     b = H.load_bundle(cfg["checkpoint"], cfg["data_root"])
-    H.warm_up(b)
+    for d in b.available_drafters:
+        H.warm_up(b, d)
     rows = b.ds.rows("test")
     print(f"checkpoint {cfg['checkpoint']}, torch threads {torch.get_num_threads()}")
     for d in b.available_drafters:

@@ -1,4 +1,5 @@
-"""Non-UI helpers of the Streamlit app: configuration, loading, one recommend call, tables, UMAP.
+"""Non-UI helpers of the Streamlit app: configuration, loading, one recommend call, tables
+and charts.
 
 Everything model-related goes through the specgr API (Bundle, SpecGR, TigerOnly); this module only shapes inputs and
 outputs for display. Kept free of Streamlit widgets so it is easy to test and to time.
@@ -20,7 +21,11 @@ NEW_BADGE = "🆕"
 DRAFTER_LABELS = {"encoder": "SpecGR++ (encoder drafter)", "aux": "SpecGR_Aux (text drafter)",
                   "knn": "semantic-KNN (plug-and-play)"}
 STATUS = {"accepted": "✅ accepted", "rejected": "❌ rejected", "fill": "🟡 fill-in", "beam": "🔷 beam"}
-UMAP_SAMPLE = 3000  # UMAP is fitted once on at most this many items (all unseen items included)
+
+# (checkpoint, data_root) -> the drafters already built and run once in this server process (the page says "loading"
+# at the top only while something is still cold)
+WARM: dict[tuple[str, str], set[str]] = {}
+MAP_POINTS = 4000  # background points drawn in the embedding map (every unseen item, a sample of the rest)
 
 # Text embedder for brand-new items: None = the bundle's sentence-transformers model (Bundle.add_items). Tests (whose
 # fixture bundle has a fake text model) set this to fn(list[str]) -> (M, d) float32 array.
@@ -76,6 +81,7 @@ def load_bundle(checkpoint: str, data_root: str):
                         cmd)
     try:
         b = Bundle.load(checkpoint, data_root=data_root)
+        b.text_embeddings()  # the Aux and KNN drafters need them: a prepare stopped early has none
     except (FileNotFoundError, ValueError, KeyError) as e:
         msg = str(e)
         cmd = msg.split("Fix:", 1)[1].strip() if "Fix:" in msg else f"specgr prepare --dataset {name}"
@@ -83,14 +89,27 @@ def load_bundle(checkpoint: str, data_root: str):
     return b
 
 
-def warm_up(b) -> None:
-    """Build every drafter and run each recommender once, so the first interaction is as fast as the rest."""
+def warm_up(b, drafter: str) -> None:
+    """Build one drafter and run its recommender once, so its first interaction is as fast as the rest (the other
+    drafters are built when first chosen: a second or so each, instead of all at start)."""
     from specgr.speculate import SpecGRConfig
 
     h, hl = np.array([[0]]), np.array([1])
-    for d in b.available_drafters:
-        b.specgr(d, SpecGRConfig(**b.specgr_defaults.get(d, {}))).recommend(h, hl, trace=True)
+    b.specgr(drafter, SpecGRConfig(**b.specgr_defaults.get(drafter, {}))).recommend(h, hl, trace=True)
     b.tiger_only(10).recommend(h, hl, k=10)
+
+
+def tuned_knobs(b, drafter: str, delta_max: int) -> dict:
+    """The sliders' values tuned for `drafter` (stored in the bundle), clipped to the sliders' ranges."""
+    t = b.specgr_defaults.get(drafter, {})
+    return {"gamma": float(np.clip(round(t.get("threshold", -1.4), 1), -8.0, 0.0)),
+            "delta": int(np.clip(t.get("draft_size", 50), 1, delta_max)),
+            "beta": int(np.clip(t.get("num_beams", 30), 1, 100)),
+            "k": int(np.clip(t.get("top_k", 50), 1, 100))}
+
+
+def knobs_text(knobs: dict) -> str:
+    return f"γ {knobs['gamma']:.1f} · δ {knobs['delta']} · β {knobs['beta']} · K {knobs['k']}"
 
 
 # ---------------------------------------------------------------------------------------------------- catalog
@@ -204,105 +223,86 @@ def slider_warnings(delta: int, beta: int, k: int, max_rounds: int = 4) -> list[
     return out
 
 
+ROUND_COLUMNS = ["status", "round", "order", "item", "title", "new", "drafter score", "V (verify)"]
+
+
 def rounds_frame(b, trace, gamma: float) -> pd.DataFrame:
-    """Every drafted item of every round: round, order, item, title, new, drafter score, V, accepted."""
+    """Every drafted item of every round, status (accepted/rejected) first: status, round, order, item, title, new,
+    drafter score, V."""
     parts = []
     for r in trace.rounds:
         n = len(r.drafted)
         parts.append(pd.DataFrame({
-            "round": r.round, "order": np.arange(1, n + 1), "item": r.drafted.astype(int),
+            "status": np.where(r.accepted, STATUS["accepted"], STATUS["rejected"]), "round": r.round,
+            "order": np.arange(1, n + 1), "item": r.drafted.astype(int),
             "title": [title(b, i, 70) for i in r.drafted], "new": r.drafted >= b.ds.n_in_sample,
-            "drafter score": r.draft_scores.astype(float), "V (verify)": r.verify_scores.astype(float),
-            "status": np.where(r.accepted, STATUS["accepted"], STATUS["rejected"])}))
+            "drafter score": r.draft_scores.astype(float), "V (verify)": r.verify_scores.astype(float)}))
     if not parts:
-        return pd.DataFrame(columns=["round", "order", "item", "title", "new", "drafter score", "V (verify)",
-                                     "status"])
-    return pd.concat(parts, ignore_index=True)
+        return pd.DataFrame(columns=ROUND_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[ROUND_COLUMNS]
 
 
 def final_frame(b, run: Run, target: int | None = None) -> pd.DataFrame:
-    df = pd.DataFrame({"rank": np.arange(1, len(run.items) + 1), "item": run.items.astype(int),
-                       "title": [title(b, i) for i in run.items], "SID": [sid_string(b, i) for i in run.items],
-                       "source": [STATUS[x] for x in run.sources], "score": run.scores.astype(float),
-                       "new": run.items >= b.ds.n_in_sample})
+    """The final top-K, where each item came from first: source, rank, title, score, new, item, SID (+ 🎯)."""
+    df = pd.DataFrame({"source": [STATUS[x] for x in run.sources], "rank": np.arange(1, len(run.items) + 1),
+                       "title": [title(b, i) for i in run.items], "score": run.scores.astype(float),
+                       "new": run.items >= b.ds.n_in_sample, "item": run.items.astype(int),
+                       "SID": [sid_string(b, i) for i in run.items]})
     if target is not None:
         df["🎯"] = np.where(df["item"] == int(target), "🎯 true next item", "")
     return df
 
 
+def verify_chart(df, gamma: float, delta: int) -> dict:
+    """Verification score of every draft per round, with the γ line. A plain plotly figure dict: building
+    graph objects costs ~50 ms per interaction, the dict almost nothing. One trace per (status, new): a trace's
+    legend shows its first point's marker, so mixing stars and circles in one trace gave a starred legend entry."""
+    data = []
+    for status, color in ((STATUS["accepted"], "#2ca02c"), (STATUS["rejected"], "#d62728")):
+        for new in (False, True):
+            d = df[(df["status"] == status) & (df["new"] == new)]
+            if d.empty:
+                continue
+            x = d["round"].to_numpy() + (d["order"].to_numpy() - 0.5) / max(delta, 1) * 0.7 - 0.35  # drafting order
+            name = f"{status} · {NEW_BADGE} new" if new else status
+            data.append(dict(
+                type="scatter", x=x.tolist(), y=d["V (verify)"].round(4).tolist(), mode="markers", name=name,
+                marker=dict(color=color, size=12 if new else 7, symbol="star" if new else "circle",
+                            line=dict(width=0.5, color="#ffffff")),
+                text=d["title"].tolist(), customdata=d["drafter score"].round(3).tolist(),
+                hovertemplate="%{text}<br>V = %{y:.3f} · drafter score %{customdata}<extra>" + name + "</extra>"))
+    n = int(df["round"].max()) if len(df) else 1
+    layout = dict(height=380, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1),
+                  xaxis=dict(title=dict(text="round (points in drafting order; ★ = new item)"),
+                             tickvals=list(range(1, n + 1)), range=[0.5, n + 0.5]),
+                  yaxis=dict(title=dict(text="verification score V")),
+                  shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=gamma, y1=gamma,
+                               line=dict(dash="dash", color="#555555", width=2))],
+                  annotations=[dict(xref="paper", x=0.01, y=gamma, text=f"γ = {gamma:.1f}", showarrow=False,
+                                    yshift=10, xanchor="left")])
+    return dict(data=data, layout=layout)
+
+
+def new_item_counts(b, run: Run) -> tuple[int, int]:
+    """(new items in the final list, new items the drafter proposed in any round)."""
+    in_list = int((run.items >= b.ds.n_in_sample).sum())
+    drafted = int((run.trace.all_drafted() >= b.ds.n_in_sample).sum()) if run.trace is not None else 0
+    return in_list, drafted
+
+
 # ---------------------------------------------------------------------------------------------------- embeddings
-def spaces(b) -> dict[str, str]:
-    """Embedding spaces for the explorer: key -> label."""
-    out = {}
-    if "encoder" in b.available_drafters:
-        out["encoder"] = "drafter space: SpecGR++ item table"
-    if "aux" in b.available_drafters:
-        out["aux"] = "drafter space: SpecGR_Aux item table"
-    out["text"] = "text space (sentence embeddings)"
-    return out
-
-
-def space_embeddings(b, space: str) -> np.ndarray:
-    """(N, d) item embeddings of a space, including items added this session."""
-    if space == "text":
-        return np.asarray(b.all_text_embeddings(), np.float32)
-    return b.drafter(space).item_embeddings().float().cpu().numpy()
-
-
 def query_space(drafter: str) -> str:
     """The space a drafter's sequence (query) embedding lives in."""
     return {"encoder": "encoder", "aux": "aux", "knn": "text"}[drafter]
 
 
-def umap_sample(n_items: int, n_in_sample: int, size: int = UMAP_SAMPLE, seed: int = 0) -> np.ndarray:
-    """Sorted ids of the items UMAP is fitted on: every unseen item plus a random in-sample subsample."""
+def map_sample(n_items: int, n_in_sample: int, size: int = MAP_POINTS, seed: int = 0) -> np.ndarray:
+    """Sorted ids drawn as the map's background: every unseen item plus a fixed random in-sample subsample (all
+    16.9k points would make every rerun of the explorer send ~1 MB of titles)."""
     new = np.arange(n_in_sample, n_items)
     k = max(0, min(n_in_sample, size - len(new)))
     rng = np.random.default_rng(seed)
     return np.sort(np.concatenate([rng.choice(n_in_sample, k, replace=False), new])).astype(np.int64)
-
-
-class UmapMap:
-    """UMAP fitted once on a subsample of one embedding space; other points are placed with `transform` and their
-    coordinates cached (catalog items only: added items and queries are per session and recomputed)."""
-
-    def __init__(self, emb: np.ndarray, ids: np.ndarray, n_catalog: int, seed: int = 0):
-        import umap
-
-        self.ids = ids
-        self.n_catalog = n_catalog  # items of the catalog as loaded (coordinates of ids below are cacheable)
-        n = len(ids)
-        self.model = umap.UMAP(n_neighbors=min(15, max(2, n - 1)), min_dist=0.1, metric="cosine", random_state=seed,
-                               n_epochs=200 if n > 500 else 300, init="spectral" if n > 50 else "random")
-        t = time.perf_counter()
-        self.xy = self.model.fit_transform(emb[ids]).astype(np.float32)
-        self.fit_seconds = time.perf_counter() - t
-        self.cache = {int(i): self.xy[j] for j, i in enumerate(ids)}
-
-    def place(self, vectors: np.ndarray) -> np.ndarray:
-        vectors = np.asarray(vectors, np.float32)
-        if len(vectors) == 0:
-            return np.zeros((0, 2), np.float32)
-        return self.model.transform(vectors).astype(np.float32)
-
-    def coords(self, emb: np.ndarray, ids, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """-> (ids that got coordinates, (n, 2)); unknown ones are transformed (at most `limit` of them)."""
-        ids = np.asarray(ids, np.int64)
-        known = np.array([int(i) in self.cache for i in ids], bool)
-        todo = ids[~known]
-        if limit is not None:
-            todo = todo[:limit]
-        if len(todo):
-            xy = self.place(emb[todo])
-            for i, p in zip(todo.tolist(), xy):
-                if i < self.n_catalog:
-                    self.cache[i] = p
-            extra = dict(zip(todo.tolist(), xy))
-        else:
-            extra = {}
-        keep = [i for i in ids.tolist() if i in self.cache or i in extra]
-        xy = np.array([self.cache[i] if i in self.cache else extra[i] for i in keep], np.float32).reshape(-1, 2)
-        return np.asarray(keep, np.int64), xy
 
 
 def query_vector(b, drafter: str, history: list[int]) -> np.ndarray:
@@ -316,16 +316,21 @@ def query_vector(b, drafter: str, history: list[int]) -> np.ndarray:
     return q[0].float().cpu().numpy()
 
 
-def add_new_item(b, title_text: str, description: str = "") -> int:
-    """Embed -> semantic id -> every drafter (Bundle.add_items*). Uses TEXT_EMBEDDER when set (tests)."""
+def new_item_text(title_text: str, description: str = "") -> str:
+    """The catalog text of a new item: its title, then " — " and the description (so the two do not run together)."""
     title_text, description = (title_text or "").strip(), (description or "").strip()
     if not title_text:
         raise ValueError("A new item needs a title.")
+    return f"{title_text} — {description}" if description else title_text
+
+
+def add_new_item(b, title_text: str, description: str = "") -> int:
+    """Embed -> semantic id -> every drafter (Bundle.add_items*). Uses TEXT_EMBEDDER when set (tests)."""
+    text = new_item_text(title_text, description)
     for d in b.available_drafters:  # build every drafter before the catalog grows (Bundle.add_items builds missing
         b.drafter(d)                # ones after growing the semantic ids, and the encoder drafter then refuses)
     if TEXT_EMBEDDER is None:
-        return int(b.add_items([title_text], [description])[0])
-    text = f"{title_text} {description}".strip()
+        return int(b.add_items([text])[0])
     return int(b.add_items_from_embeddings([text], np.asarray(TEXT_EMBEDDER([text]), np.float32))[0])
 
 

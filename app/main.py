@@ -5,42 +5,62 @@ add a brand-new item without retraining.
 
 Configuration (environment): SPECGR_CHECKPOINT (default checkpoints/amazon2018-game), SPECGR_DATA_ROOT (default
 data/processed), SPECGR_RESULTS (default results).
+
+Layout: the answer first (key numbers and the top of the list, where a slider change is seen), then the history
+that produced it, then the details (rounds, embedding map, adding an item).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
-import torch
+
+st.set_page_config(page_title="SpecGR demo", page_icon="🔮", layout="wide")
+BOOT = st.empty()  # the top of the page: start-up progress goes here
+if "helpers" not in sys.modules:  # the server's first run: PyTorch and the app's modules are still to be imported
+    BOOT.info("⏳ Starting the SpecGR demo: importing PyTorch…")
+
+import os  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import helpers as H  # noqa: E402
 from views import results as results_view  # noqa: E402
 
-st.set_page_config(page_title="SpecGR demo", page_icon="🔮", layout="wide")
+from specgr import projection  # noqa: E402
+
+KNOBS = ("gamma", "delta", "beta", "k")
+# Streamlit's default top padding (6rem) pushes the key numbers down: keep more of the answer on the first screen
+TIGHT_TOP = "<style>[data-testid='stMainBlockContainer'] {padding-top: 2.5rem;}</style>"
+TOP_N = 5  # recommendations shown above the fold
+VIEWS = ["🔮 Speculation rounds", "🗺️ Embedding explorer", "🆕 Add a new item"]
 
 
 # ---------------------------------------------------------------------------------------------------- resources
-@st.cache_resource(show_spinner="Loading the SpecGR checkpoint and warming up the models…")
+@st.cache_resource(show_spinner=False)
 def shared_bundle(checkpoint: str, data_root: str):
     """The bundle every session reads (never mutated: a session that adds items gets its own copy)."""
-    b = H.load_bundle(checkpoint, data_root)
-    H.warm_up(b)
-    return b
+    return H.load_bundle(checkpoint, data_root)
 
 
 @st.cache_resource(show_spinner=False)
-def umap_map(checkpoint: str, data_root: str, space: str) -> H.UmapMap:
-    """UMAP of one embedding space, fitted once per server on a subsample (all unseen items included)."""
+def warm_drafter(checkpoint: str, data_root: str, drafter: str) -> bool:
+    """Build one drafter of the shared bundle and run it once (once per server and drafter)."""
+    H.warm_up(shared_bundle(checkpoint, data_root), drafter)
+    return True
+
+
+@st.cache_resource(show_spinner=False)
+def umap_map(checkpoint: str, data_root: str, space: str) -> projection.Map2D:
+    """The 2-D map of one embedding space: shipped with the bundle, or (older bundles) fitted once per server."""
     b = shared_bundle(checkpoint, data_root)
-    ids = H.umap_sample(b.ds.n_items, b.ds.n_in_sample)
-    return H.UmapMap(H.space_embeddings(b, space), ids, b.ds.n_items)
+    return projection.Map2D.load(b, space) or projection.Map2D.fit(b, space)
 
 
 def bundle():
@@ -48,21 +68,26 @@ def bundle():
     return st.session_state.get("private_bundle") or shared_bundle(CFG["checkpoint"], CFG["data_root"])
 
 
-def private_bundle():
-    if "private_bundle" not in st.session_state:
-        with st.spinner("Making a private copy of the catalog for this session…"):
-            st.session_state.private_bundle = H.load_bundle(CFG["checkpoint"], CFG["data_root"])
-    return st.session_state.private_bundle
-
-
 # ---------------------------------------------------------------------------------------------------- state
+def apply_knobs(knobs: dict):
+    for k in KNOBS:
+        st.session_state[k] = knobs[k]
+
+
 def reset_sliders():
-    d = st.session_state.get("drafter", DRAFTERS[0])
-    tuned = B.specgr_defaults.get(d, {})
-    st.session_state.gamma = float(np.clip(round(tuned.get("threshold", -1.4), 1), -8.0, 0.0))
-    st.session_state.delta = int(np.clip(tuned.get("draft_size", 50), 1, DELTA_MAX))
-    st.session_state.beta = int(np.clip(tuned.get("num_beams", 30), 1, 100))
-    st.session_state.k = int(np.clip(tuned.get("top_k", 50), 1, 100))
+    apply_knobs(H.tuned_knobs(B, st.session_state.drafter, DELTA_MAX))
+
+
+def switch_drafter():
+    """Each drafter keeps its own slider values (its tuned ones at first): V is on another scale per verifier."""
+    s = st.session_state
+    s.knobs_by_drafter[s.shown_drafter] = {k: s[k] for k in KNOBS}
+    first = s.drafter not in s.knobs_by_drafter
+    knobs = s.knobs_by_drafter.get(s.drafter) or H.tuned_knobs(B, s.drafter, DELTA_MAX)
+    apply_knobs(knobs)
+    s.shown_drafter = s.drafter
+    s.knob_note = (f"Sliders now hold {H.DRAFTER_LABELS[s.drafter]}'s {'tuned' if first else 'last'} values: "
+                   f"{H.knobs_text(knobs)}. Switching back restores the other drafter's.")
 
 
 def set_history(items, target=None, row=None):
@@ -73,17 +98,30 @@ def set_history(items, target=None, row=None):
 
 
 def load_user(row: int | None = None):
+    s = st.session_state
     rows = B.ds.rows("test")
     if row is None:
         row = int(np.random.default_rng().integers(len(rows)))
-        st.session_state.user_row = row
-    row = int(np.clip(row, 0, len(rows) - 1))
+        s.user_row = row
+    if not 0 <= int(row) < len(rows):
+        s.history_note = (f"Row {int(row):,} does not exist: the test split has {len(rows):,} rows "
+                          f"(0 to {len(rows) - 1:,}). The history was not changed.")
+        return
+    row = int(row)
     set_history(rows.history[row, : rows.hist_len[row]], rows.target[row], row)
 
 
 def add_to_history(i):
-    if i is not None:
-        st.session_state.history = [*st.session_state.history, int(i)][-20:]
+    if i is None:
+        return
+    s = st.session_state
+    h = s.history
+    if int(i) in h:
+        s.history_note = f"“{H.title(B, i, 60)}” is already in the history (position {h.index(int(i)) + 1})."
+        return
+    if len(h) >= 20:
+        s.history_note = f"The models read the last 20 items: the oldest, “{H.title(B, h[0], 60)}”, was dropped."
+    s.history = [*h, int(i)][-20:]
 
 
 def move(j: int, step: int):
@@ -97,14 +135,44 @@ def remove(j: int):
     del st.session_state.history[j]
 
 
+def remove_added(i: int):
+    """Take an item added this session out of the catalog: rebuild the session's copy with the others."""
+    s = st.session_state
+    keep = [a for a in s.added if a != i]
+    meta = {a: s.added_meta[a] for a in keep}
+    s.history = [h for h in s.history if h != i]
+    s.pop("private_bundle", None)
+    s.added, s.added_meta = [], {}
+    if s.get("last_added") == i:
+        s.last_added = None
+    remap = {}
+    for old in keep:
+        new = H.add_new_item(private_bundle(), *meta[old])
+        remap[old] = new
+        s.added.append(new)
+        s.added_meta[new] = meta[old]
+    s.history = [remap.get(h, h) for h in s.history]
+    if s.get("last_added") in remap:
+        s.last_added = remap[s.last_added]
+
+
+def private_bundle():
+    if "private_bundle" not in st.session_state:
+        st.session_state.private_bundle = H.load_bundle(CFG["checkpoint"], CFG["data_root"])
+    return st.session_state.private_bundle
+
+
 # ---------------------------------------------------------------------------------------------------- sections
 def sidebar():
+    s = st.session_state
     sb = st.sidebar
     sb.title("🔮 SpecGR")
     sb.caption("Speculative generative recommendation: a drafter proposes, the generative model verifies.")
-    sb.radio("Drafter", DRAFTERS, format_func=H.DRAFTER_LABELS.get, key="drafter", on_change=reset_sliders,
+    sb.radio("Drafter", DRAFTERS, format_func=H.DRAFTER_LABELS.get, key="drafter", on_change=switch_drafter,
              help="SpecGR++ drafts with its own encoder; SpecGR_Aux with a text sequence model; semantic-KNN with "
-                  "the text embedding of the last item.")
+                  "the text embedding of the last item. Each drafter keeps its own slider values.")
+    if s.get("knob_note"):
+        sb.info(s.pop("knob_note"), icon="🎚️")
     sb.toggle("TIGER only (plain beam search)", key="tiger_only",
               help="Constrained beam search over in-sample semantic IDs: it can never recommend a new item.")
     sb.slider("γ — acceptance threshold", -8.0, 0.0, step=0.1, key="gamma",
@@ -112,15 +180,94 @@ def sidebar():
     sb.slider("δ — drafts per round", 1, DELTA_MAX, key="delta")
     sb.slider("β — beam width (guides re-drafting)", 1, 100, key="beta")
     sb.slider("K — recommendations", 1, 100, key="k")
-    sb.button("↺ Tuned values for this drafter", on_click=reset_sliders, width="stretch")
+    sb.button("↺ Tuned values for this drafter", on_click=reset_sliders, width="stretch",
+              help=H.knobs_text(H.tuned_knobs(B, s.drafter, DELTA_MAX)))
     n_new = B.ds.n_items - B.ds.n_in_sample
     sb.divider()
     sb.caption(f"Checkpoint `{CFG['checkpoint']}` · dataset `{B.ds.name}`  \n"
                f"Catalog: **{B.ds.n_items:,} items** ({n_new:,} {H.NEW_BADGE} unseen during training"
-               + (f", {len(st.session_state.added)} added this session" if st.session_state.added else "") + ")")
+               + (f", {len(s.added)} added this session" if s.added else "") + ")")
+
+
+def current_run():
+    """The one recommend call of this interaction (None on an empty history or bad input)."""
+    s = st.session_state
+    if not s.history:
+        return None
+    try:
+        return H.recommend(B, s.history, s.drafter, s.gamma, s.delta, s.beta, s.k, tiger_only=s.tiger_only)
+    except ValueError as e:
+        st.warning(str(e), icon="✋")
+        return None
+
+
+def summary(run):
+    """Above the fold: the key numbers and the top of the list, so a slider change is seen at once."""
+    s = st.session_state
+    for w in H.slider_warnings(s.delta, s.beta, s.k):
+        st.warning(w, icon="⚠️")
+    if run is None:
+        if not s.history:
+            st.info("The history is empty: search the catalog below and add items, or load a real test user.",
+                    icon="👇")
+        return
+    n_new, n_new_drafted = H.new_item_counts(B, run)
+    c = st.columns(5)
+    if run.trace is None:  # TIGER only
+        c[0].metric("Method", "TIGER beam")
+        c[1].metric("Beam width", max(s.beta, s.k))
+        c[3].metric("Latency (recommend)", f"{run.ms:.0f} ms")
+    else:
+        tr = run.trace
+        c[0].metric("Accepted / drafted", f"{tr.n_accepted} / {tr.n_drafted}")
+        c[1].metric("Acceptance rate", f"{100 * tr.acceptance_rate:.1f} %")
+        c[2].metric("Rounds", tr.n_rounds)
+        c[3].metric("Latency (recommend)", f"{run.ms:.0f} ms")
+    c[4].metric(f"{H.NEW_BADGE} new items in top-{len(run.items)}", n_new,
+                help=None if run.trace is None else f"The drafter proposed {n_new_drafted} new items in all rounds.")
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        top = H.final_frame(B, run, s.target).head(TOP_N)
+        cols = ["source", "rank", "title", "new"] + (["🎯"] if "🎯" in top and top["🎯"].any() else [])
+        st.dataframe(top[cols], hide_index=True, key="top_table", column_config=TABLE_COLS, width="stretch")
+    with right:
+        target_note(run)
+        if run.trace is None:
+            tiger_only_note(run)
+        else:
+            counts = {k: run.sources.count(k) for k in ("accepted", "fill", "beam")}
+            st.caption(f"Top-{len(run.items)} sources: " + " · ".join(f"{H.STATUS[k]} {v}" for k, v in counts.items())
+                       + ". Details and every draft: **Speculation rounds** below.")
+
+
+def tiger_only_note(run):
+    s = st.session_state
+    spec = H.recommend(B, s.history, s.drafter, s.gamma, s.delta, s.beta, s.k)
+    spec_new, spec_drafted = H.new_item_counts(B, spec)
+    name = H.DRAFTER_LABELS[s.drafter]
+    if spec_new:
+        st.info(f"Plain constrained beam search decodes only the semantic IDs of in-sample items: no new item. "
+                f"SpecGR ({name}) with this history and these settings recommends **{spec_new}**.")
+    else:
+        st.info(f"Plain constrained beam search decodes only the semantic IDs of in-sample items: no new item. "
+                f"SpecGR ({name}) can: its drafter proposed **{spec_drafted}** new items for this history, but the "
+                "verifier accepted none of them at this γ.")
+
+
+def target_note(run):
+    s = st.session_state
+    if s.target is None or s.history != s.target_history:
+        return
+    hit = np.flatnonzero(run.items == s.target)
+    name = H.title(B, s.target)
+    if len(hit):
+        st.success(f"🎯 Hit: the true next item **{name}** is at rank {int(hit[0]) + 1} of {len(run.items)}.")
+    else:
+        st.warning(f"Miss: the true next item **{name}** is not in the top {len(run.items)}.")
 
 
 def history_builder():
+    s = st.session_state
     st.subheader("1 · History")
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -136,17 +283,18 @@ def history_builder():
     with right:
         n_rows = len(B.ds.rows("test"))
         c1, c2, c3 = st.columns([2, 2, 2], vertical_alignment="bottom")
-        row = c1.number_input("Real test user (row)", 0, n_rows - 1, key="user_row", step=1)
+        row = c1.number_input(f"Real test user (row 0–{n_rows - 1:,})", min_value=0, key="user_row", step=1)
         c2.button("Load user", on_click=load_user, args=(row,), key="load_user", width="stretch")
         c3.button("🎲 Random", on_click=load_user, key="random_user", width="stretch")
-        if st.session_state.target is not None:
-            st.caption(f"True next item: **{H.title(B, st.session_state.target)}**")
-
-    h = st.session_state.history
+        if s.target is not None:
+            st.caption(f"True next item: **{H.title(B, s.target)}**")
+    if s.get("history_note"):
+        st.warning(s.pop("history_note"), icon="✋")
+    h = s.history
     if not h:
-        st.info("The history is empty: search the catalog and add items, or load a real test user.")
         return
-    with st.expander(f"Current history: {len(h)} item(s), oldest first", expanded=len(h) <= 8):
+    with st.expander(f"Current history: {len(h)} item(s), oldest first · last: {H.title(B, h[-1], 60)}",
+                     expanded=False):
         for j, i in enumerate(h):
             c = st.columns([0.5, 8, 0.6, 0.6, 0.6], vertical_alignment="center")
             c[0].markdown(f"**{j + 1}.**")
@@ -158,32 +306,9 @@ def history_builder():
         st.button("Clear history", key="clear_history", on_click=set_history, args=([],))
 
 
-def current_run():
-    """The one recommend call of this interaction (None with a friendly message on bad input)."""
-    s = st.session_state
-    for w in H.slider_warnings(s.delta, s.beta, s.k):
-        st.warning(w, icon="⚠️")
-    try:
-        return H.recommend(B, s.history, s.drafter, s.gamma, s.delta, s.beta, s.k, tiger_only=s.tiger_only)
-    except ValueError as e:
-        st.warning(str(e), icon="✋")
-        return None
-
-
-def target_note(run):
-    s = st.session_state
-    if s.target is None or s.history != s.target_history:
-        return
-    hit = np.flatnonzero(run.items == s.target)
-    name = H.title(B, s.target)
-    if len(hit):
-        st.success(f"🎯 Hit: the true next item **{name}** is at rank {int(hit[0]) + 1} of {len(run.items)}.")
-    else:
-        st.warning(f"Miss: the true next item **{name}** is not in the top {len(run.items)}.")
-
-
 TABLE_COLS = {"new": st.column_config.CheckboxColumn("🆕", width="small"),
               "item": st.column_config.NumberColumn(format="%d", width="small"),
+              "rank": st.column_config.NumberColumn(format="%d", width="small"),
               "score": st.column_config.NumberColumn(format="%.3f"),
               "drafter score": st.column_config.NumberColumn(format="%.3f"),
               "V (verify)": st.column_config.NumberColumn(format="%.3f")}
@@ -192,144 +317,102 @@ TABLE_COLS = {"new": st.column_config.CheckboxColumn("🆕", width="small"),
 def speculation_view(run):
     s = st.session_state
     if run is None:
+        st.caption("Nothing to show until the history holds an item.")
         return
-    n_new = int((run.items >= B.ds.n_in_sample).sum())
     if run.trace is None:  # TIGER only
-        c = st.columns(4)
-        c[0].metric("Method", "TIGER beam")
-        c[1].metric("Beam width", max(s.beta, s.k))
-        c[2].metric("Latency", f"{run.ms:.0f} ms")
-        c[3].metric(f"{H.NEW_BADGE} new items in top-{len(run.items)}", n_new)
-        spec = H.recommend(B, s.history, s.drafter, s.gamma, s.delta, s.beta, s.k)
-        spec_new = int((spec.items >= B.ds.n_in_sample).sum())
-        st.info(f"Plain constrained beam search only decodes semantic IDs of in-sample items, so it recommends "
-                f"**{n_new}** new items. SpecGR ({H.DRAFTER_LABELS[s.drafter]}) with the same history and "
-                f"settings recommends **{spec_new}**.")
-        target_note(run)
-        st.markdown("**Top-K (TIGER beam search)**")
-        st.dataframe(H.final_frame(B, run, s.target), hide_index=True, height=380, column_config=TABLE_COLS)
+        st.markdown(f"**Top-{len(run.items)} (TIGER beam search)**")
+        st.dataframe(H.final_frame(B, run, s.target), hide_index=True, height=380, key="final_table",
+                     column_config=TABLE_COLS)
         return
-
     tr = run.trace
-    c = st.columns(5)
-    c[0].metric("Rounds", tr.n_rounds)
-    c[1].metric("Accepted / drafted", f"{tr.n_accepted} / {tr.n_drafted}")
-    c[2].metric("Acceptance rate", f"{100 * tr.acceptance_rate:.1f} %")
-    c[3].metric("Latency (recommend)", f"{run.ms:.0f} ms")
-    c[4].metric(f"{H.NEW_BADGE} new items in top-{len(run.items)}", n_new)
-    target_note(run)
-
     df = H.rounds_frame(B, tr, s.gamma)
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.markdown("**Verification score of every draft, per round** (accepted above the γ line)")
-        st.plotly_chart(verify_chart(df, s.gamma, s.delta), width="stretch", key="verify_chart")
+        st.plotly_chart(H.verify_chart(df, s.gamma, s.delta), width="stretch", key="verify_chart")
     with right:
-        st.markdown(f"**Final top-{len(run.items)}** (source: accepted draft, fill-in by V, or final beam)")
-        counts = {k: tr.sources.count(k) for k in ("accepted", "fill", "beam")}
-        st.caption(" · ".join(f"{k}: {v}" for k, v in counts.items()))
+        st.markdown(f"**Final top-{len(run.items)}**: source (accepted draft, fill-in by V, or final beam) first")
         st.dataframe(H.final_frame(B, run, s.target), hide_index=True, height=380, key="final_table",
                      column_config=TABLE_COLS)
-    st.markdown("**Rounds** — drafted items (drafter score, verification V, accepted/rejected) and the beam "
-                "prefixes that guide the next round's re-draft")
-    for r in tr.rounds:
-        how = (f"restricted to the {len(tr.rounds[r.round - 2].beam_tokens) if r.round > 1 and tr.rounds[r.round - 2].beam_tokens is not None else 0} "
-               f"beam prefixes of length {r.prefix_len}") if r.prefix_len else "unconstrained"
-        with st.expander(f"Round {r.round}: drafted {len(r.drafted)} ({how}), accepted {int(r.accepted.sum())}"):
-            a, b = st.columns([3, 1])
-            a.dataframe(df[df["round"] == r.round].drop(columns="round"), hide_index=True, height=300,
-                        column_config=TABLE_COLS)
-            if r.beam_tokens is not None and len(r.beam_tokens):
-                import pandas as pd
+    st.markdown("**Rounds**: every draft (accepted/rejected, drafter score, verification V) and the beam prefixes "
+                "that guide the next round's re-draft")
+    options = ["All rounds"] + [f"Round {r.round}" for r in tr.rounds]
+    pick = st.segmented_control("Round", options, default="All rounds", key="round_pick",
+                                label_visibility="collapsed") or "All rounds"
+    if pick == "All rounds":
+        st.dataframe(df, hide_index=True, height=300, column_config=TABLE_COLS, key="rounds_table")
+        return
+    r = tr.rounds[int(pick.split()[1]) - 1]
+    prev = tr.rounds[r.round - 2] if r.round > 1 else None
+    n_prefixes = len(prev.beam_tokens) if prev is not None and prev.beam_tokens is not None else 0
+    how = f"restricted to the {n_prefixes} beam prefixes of length {r.prefix_len}" if r.prefix_len else "unconstrained"
+    st.caption(f"Round {r.round}: drafted {len(r.drafted)} ({how}), accepted {int(r.accepted.sum())}")
+    a, b = st.columns([3, 1])
+    a.dataframe(df[df["round"] == r.round].drop(columns="round"), hide_index=True, height=300,
+                column_config=TABLE_COLS, key="rounds_table")
+    if r.beam_tokens is not None and len(r.beam_tokens):
+        import pandas as pd
 
-                beams = pd.DataFrame({"prefix": [H.prefix_string(B, t) for t in r.beam_tokens],
-                                      "log-prob": r.beam_scores.astype(float)})
-                b.caption(f"Beam after round {r.round} (β = {s.beta})")
-                b.dataframe(beams, hide_index=True, height=300)
-            else:
-                b.caption("No beam step after this round (early exit: K accepted).")
-
-
-def verify_chart(df, gamma: float, delta: int) -> dict:
-    """Verification score of every draft per round, with the γ line. A plain plotly figure dict: building
-    graph objects costs ~50 ms per interaction, the dict almost nothing."""
-    data = []
-    for status, color in ((H.STATUS["accepted"], "#2ca02c"), (H.STATUS["rejected"], "#d62728")):
-        d = df[df["status"] == status]
-        new = d["new"].to_numpy()
-        x = d["round"].to_numpy() + (d["order"].to_numpy() - 0.5) / max(delta, 1) * 0.7 - 0.35  # drafting order
-        data.append(dict(
-            type="scatter", x=x.tolist(), y=d["V (verify)"].round(4).tolist(), mode="markers", name=status,
-            marker=dict(color=color, size=np.where(new, 12, 7).tolist(),
-                        symbol=np.where(new, "star", "circle").tolist(), line=dict(width=0.5, color="white")),
-            text=d["title"].tolist(), customdata=d["drafter score"].round(3).tolist(),
-            hovertemplate="%{text}<br>V = %{y:.3f} · drafter score %{customdata}<extra>" + status + "</extra>"))
-    n = int(df["round"].max()) if len(df) else 1
-    layout = dict(height=380, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1),
-                  xaxis=dict(title=dict(text="round (points in drafting order; ★ = new item)"),
-                             tickvals=list(range(1, n + 1)), range=[0.5, n + 0.5]),
-                  yaxis=dict(title=dict(text="verification score V")),
-                  shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=gamma, y1=gamma,
-                               line=dict(dash="dash", color="#555", width=2))],
-                  annotations=[dict(xref="paper", x=0.01, y=gamma, text=f"γ = {gamma:.1f}", showarrow=False,
-                                    yshift=10, xanchor="left")])
-    return dict(data=data, layout=layout)
+        beams = pd.DataFrame({"prefix": [H.prefix_string(B, t) for t in r.beam_tokens],
+                              "log-prob": r.beam_scores.astype(float)})
+        b.caption(f"Beam after round {r.round} (β = {s.beta})")
+        b.dataframe(beams, hide_index=True, height=300)
+    else:
+        b.caption("No beam step after this round (early exit: K accepted).")
 
 
-def explorer_view(run, focus: int | None = None, key: str = "umap"):
-    import pandas as pd
+def explorer_view(run, key: str = "umap"):
     import plotly.graph_objects as go
 
     s = st.session_state
-    spaces = H.spaces(B)
+    spaces = projection.spaces(B)
     if s.get("space") not in spaces:
         s.space = H.query_space(s.drafter) if H.query_space(s.drafter) in spaces else next(iter(spaces))
     space = st.radio("Embedding space", list(spaces), format_func=spaces.get, key="space", horizontal=True)
-    t = time.perf_counter()
-    with st.spinner(f"Fitting UMAP once on ≤{H.UMAP_SAMPLE} items of this space (about a minute on a CPU; cached "
-                    "for the life of the server)…"):
+    with st.spinner("Loading the 2-D map of this space…"):
         m = umap_map(CFG["checkpoint"], CFG["data_root"], space)
-    emb = H.space_embeddings(B, space)
-    bg = pd.DataFrame({"x": m.xy[:, 0], "y": m.xy[:, 1], "item": m.ids,
-                       "title": [H.title(B, i, 80) for i in m.ids], "new": m.ids >= B.ds.n_in_sample})
+    t = time.perf_counter()
+    emb = projection.space_embeddings(B, space)
+    ids = H.map_sample(len(m.xy), B.ds.n_in_sample)
+    new = ids >= B.ds.n_in_sample
     fig = go.Figure()
-    for new, name, color in ((False, "in-sample items", "#9db4d6"), (True, f"{H.NEW_BADGE} new (unseen) items",
-                                                                      "#ff9f43")):
-        d = bg[bg["new"] == new]
-        fig.add_trace(go.Scattergl(x=d["x"], y=d["y"], mode="markers", name=name, text=d["title"],
-                                   marker=dict(size=4 if not new else 5, color=color, opacity=0.6),
+    for is_new, name, color in ((False, "in-sample items", "#9db4d6"),
+                                (True, f"{H.NEW_BADGE} new (unseen) items", "#ff9f43")):
+        sel = ids[new == is_new]
+        fig.add_trace(go.Scattergl(x=m.xy[sel, 0], y=m.xy[sel, 1], mode="markers", name=name,
+                                   text=[H.title(B, i, 80) for i in sel],
+                                   marker=dict(size=5 if is_new else 4, color=color, opacity=0.6),
                                    hovertemplate="%{text}<extra></extra>"))
 
-    def overlay(ids, name, limit=None, **marker):
-        got, xy = m.coords(emb, ids, limit=limit)
-        if len(got):
+    def overlay(items, name, **marker):
+        items = np.asarray(items, np.int64)
+        if len(items):
+            xy = m.coords(items, emb)
             fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode=marker.pop("mode", "markers"), name=name,
-                                     text=[H.title(B, i, 80) for i in got], marker=marker,
+                                     text=[H.title(B, i, 80) for i in items], marker=marker,
                                      hovertemplate="%{text}<extra>" + name + "</extra>"))
-        return got
 
     if run is not None and run.trace is not None:
         tr = run.trace
-        acc, rej = tr.all_accepted(), np.setdiff1d(tr.all_drafted(), tr.all_accepted())
-        got_a = overlay(acc, "drafted · accepted", limit=40, size=8, color="#2ca02c", symbol="circle")
-        got_r = overlay(rej, "drafted · rejected", limit=20, size=7, color="#d62728", symbol="x")
-        st.caption(f"Drafted candidates shown: {len(got_a)}/{len(acc)} accepted, {len(got_r)}/{len(rej)} rejected "
-                   "(items outside the fitted sample are placed with UMAP `transform`, a few per interaction, and "
-                   "cached).")
-    if st.session_state.added:
-        added = np.asarray(st.session_state.added)
-        xy = m.place(emb[added])
+        acc = tr.all_accepted()
+        overlay(acc, "drafted · accepted", size=8, color="#2ca02c", symbol="circle")
+        overlay(np.setdiff1d(tr.all_drafted(), acc), "drafted · rejected", size=7, color="#d62728", symbol="x")
+    if s.added:
+        added = np.asarray(s.added)
+        xy = m.coords(added, emb)
         fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers+text", name="added this session",
                                  text=[H.title(B, i, 40) for i in added], textposition="top center",
-                                 marker=dict(size=16, color="#e84393", symbol="star", line=dict(width=1, color="black")),
+                                 marker=dict(size=16, color="#e84393", symbol="star",
+                                             line=dict(width=1, color="#000000")),
                                  hovertemplate="%{text}<extra>added this session</extra>"))
     if s.history:
-        got, xy = m.coords(emb, s.history)
+        hist = np.asarray(s.history, np.int64)
+        xy = m.coords(hist, emb)
         fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines+markers+text", name="history (1 = oldest)",
-                                 text=[str(j + 1) for j in range(len(got))], textposition="top center",
-                                 customdata=[H.title(B, i, 80) for i in got],
+                                 text=[str(j + 1) for j in range(len(hist))], textposition="top center",
+                                 customdata=[H.title(B, i, 80) for i in hist],
                                  line=dict(color="rgba(0,0,0,0.35)", width=1, dash="dot"),
-                                 marker=dict(size=11, color="black", symbol="diamond"),
+                                 marker=dict(size=11, color="#000000", symbol="diamond"),
                                  hovertemplate="%{customdata}<extra>history</extra>"))
         if H.query_space(s.drafter) == space and not s.tiger_only:
             q = m.place(H.query_vector(B, s.drafter, s.history)[None])
@@ -338,14 +421,17 @@ def explorer_view(run, focus: int | None = None, key: str = "umap"):
                                                  line=dict(width=4, color="#6c5ce7")),
                                      hovertemplate="the drafter's query for this history<extra></extra>"))
         elif not s.tiger_only:
-            st.caption(f"The {H.DRAFTER_LABELS[s.drafter]} query lives in the {spaces.get(H.query_space(s.drafter), 'text space')}: "
-                       "switch space to see it.")
+            st.caption(f"The {H.DRAFTER_LABELS[s.drafter]} query lives in the "
+                       f"{spaces.get(H.query_space(s.drafter), 'text space')}: switch space to see it.")
     fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.06),
                       xaxis=dict(showticklabels=False, title=None), yaxis=dict(showticklabels=False, title=None),
-                      plot_bgcolor="white")
+                      plot_bgcolor="#ffffff")
     st.plotly_chart(fig, width="stretch", key=key)
-    st.caption(f"UMAP fitted once on {len(m.ids):,} items ({int(bg['new'].sum())} unseen) in {m.fit_seconds:.0f} s; "
-               f"overlays placed in {1000 * (time.perf_counter() - t):.0f} ms. Hover a point for its title.")
+    how = (f"UMAP computed at export and shipped with the checkpoint (loaded in {1000 * m.seconds:.0f} ms)"
+           if m.source == "precomputed" else f"UMAP fitted once on this server in {m.seconds:.0f} s")
+    st.caption(f"{how}: {len(m.xy):,} items; drawn: {len(ids):,} ({int(new.sum())} unseen). Overlays (drafts, history, added items, the "
+               f"query: placed at their nearest catalog items) drawn in {1000 * (time.perf_counter() - t):.0f} ms. "
+               "Hover a point for its title.")
 
 
 def add_item_view(run):
@@ -366,6 +452,7 @@ def add_item_view(run):
             st.error(f"Could not embed the new item's text: {e}")
         else:
             s.added = [*s.added, new_id]
+            s.added_meta[new_id] = (title, desc)
             s.last_added = new_id
             st.rerun()  # re-run with the session's private catalog: the new item is now recommendable
     if s.get("last_added") is not None:
@@ -386,21 +473,34 @@ def add_item_view(run):
                      " — try a history of similar items, or lower γ."))
         c2.button("Add it to the history", on_click=add_to_history, args=(i,), key="add_new_to_history")
     if s.added:
-        st.markdown("**Items added this session**")
-        import pandas as pd
-
-        st.dataframe(pd.DataFrame({"item": s.added, "title": [H.title(B, i) for i in s.added],
-                                   "SID": [H.sid_string(B, i) for i in s.added]}), hide_index=True)
+        st.markdown("**Items added this session** (only in this browser session; ✕ takes one out of the catalog)")
+        for i in s.added:
+            c = st.columns([8, 3, 1], vertical_alignment="center")
+            c[0].markdown(f"#{i} {H.title(B, i)}")
+            c[1].markdown(f"<span style='color:gray'>{H.sid_string(B, i)}</span>", unsafe_allow_html=True)
+            c[2].button("✕", key=f"rm_added_{i}", on_click=remove_added, args=(i,), help="remove from the catalog")
         st.markdown("**Where it lands** (UMAP)")
         explorer_view(run, key="umap_add")
+
+
+def boot(key: tuple[str, str]):
+    """Load the bundle and warm up its default drafter, saying so at the top of the page while it is cold."""
+    if key not in H.WARM:
+        BOOT.info("⏳ Loading the SpecGR checkpoint and warming up its drafter (first start of the server only)…")
+    first = shared_bundle(*key).available_drafters[0]
+    warm_drafter(*key, first)
+    H.WARM.setdefault(key, set()).add(first)
+    BOOT.empty()
 
 
 def demo_page():
     global B, DRAFTERS, DELTA_MAX
     t0 = time.perf_counter()
+    key = (CFG["checkpoint"], CFG["data_root"])
     try:
-        shared_bundle(CFG["checkpoint"], CFG["data_root"])
+        boot(key)
     except H.LoadError as e:
+        BOOT.empty()
         st.title("🔮 SpecGR demo")
         st.error(f"{e}\n\nFix it with:", icon="🚫")
         st.code(e.command, language="bash")
@@ -411,27 +511,33 @@ def demo_page():
     DELTA_MAX = int(min(200, max(5, B.ds.n_items)))
     s = st.session_state
     s.setdefault("added", [])
+    s.setdefault("added_meta", {})
+    s.setdefault("knobs_by_drafter", {})
     if "gamma" not in s:
-        s.drafter = DRAFTERS[0]
+        s.drafter = s.shown_drafter = DRAFTERS[0]
         reset_sliders()
     if "history" not in s:
         load_user(0)
         s.user_row = 0
     s.setdefault("target", None)
+    if s.drafter not in H.WARM[key]:
+        with st.spinner(f"Building the {H.DRAFTER_LABELS[s.drafter]} (once per server)…"):
+            warm_drafter(*key, s.drafter)
+        H.WARM[key].add(s.drafter)
 
     sidebar()
+    st.markdown(TIGHT_TOP, unsafe_allow_html=True)
     st.title("🔮 Speculative generative recommendation")
     st.caption("A drafter proposes δ items per round, the generative model (TIGER) verifies them; a draft is kept when "
                "its score V exceeds γ, and a β-wide beam guides re-drafting. Unseen items are marked " + H.NEW_BADGE)
-    history_builder()
-    st.divider()
     run = current_run()
-    st.subheader("2 · Results")
-    view = st.segmented_control("View", ["🔮 Speculation", "🗺️ Embedding explorer", "🆕 Add a new item"],
-                                default="🔮 Speculation", key="view", label_visibility="collapsed")
-    if view == "🗺️ Embedding explorer":
+    summary(run)
+    history_builder()
+    st.subheader("2 · Inside the run")
+    view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="view", label_visibility="collapsed")
+    if view == VIEWS[1]:
         explorer_view(run)
-    elif view == "🆕 Add a new item":
+    elif view == VIEWS[2]:
         add_item_view(run)
     else:
         speculation_view(run)

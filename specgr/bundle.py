@@ -8,6 +8,7 @@
       specgr_pp.pt           SpecGR++: TIGER trained with the contrastive + ranking stages, and its projection
       specgr_pp_table.pt     SpecGR++'s frozen item table (stage 2), the drafting table at inference
       aux.pt                 SpecGR_Aux text drafter (MoE adaptor + sequence encoder; no text table inside)
+      umap2d.npz             2-D UMAP maps of the item embedding spaces for the app (specgr.projection)
 
 No item titles are stored: they (and the text embeddings the Aux/KNN drafters need) come from the processed dataset
 at run time, and the dataset fingerprint must match.
@@ -34,8 +35,11 @@ DRAFTERS = ("encoder", "aux", "knn")
 
 def export_bundle(path, ds: ProcessedDataset, sids, sid_tokenizer, sid_cfg, tiger=None, tiger_cfg=None,
                   pp_model=None, pp_proj=None, pp_table=None, pp_cfg=None, aux_drafter=None, text_model=None,
-                  specgr_defaults: dict | None = None, metrics: dict | None = None, half: bool = True) -> Path:
-    """Write a bundle directory (fp16 weights by default: half the size, verified harmless in docs/RESULTS.md)."""
+                  specgr_defaults: dict | None = None, metrics: dict | None = None, half: bool = True,
+                  maps: bool = True) -> Path:
+    """Write a bundle directory (fp16 weights by default: half the size, verified harmless in docs/RESULTS.md).
+
+    maps: also compute the 2-D UMAP maps the app shows (umap2d.npz; skipped when umap-learn is not installed)."""
     config: dict = {"dataset": ds.name, "n_items": ds.n_items, "n_in_sample": ds.n_in_sample,
                     "text_model": text_model or ds.manifest.get("text_model"),
                     "sid": sid_cfg.to_dict(), "specgr_defaults": specgr_defaults or {}}
@@ -61,7 +65,21 @@ def export_bundle(path, ds: ProcessedDataset, sids, sid_tokenizer, sid_cfg, tige
     # torch.load(weights_only=True) reads back safely
     tok = _map_tensors(sid_tokenizer.state_dict(), lambda t: t.half() if half and t.is_floating_point() else t)
     torch.save({"sid_config": sid_cfg.to_dict(), "tokenizer": tok}, Path(out) / "sid_tokenizer.pt")
+    if maps:
+        _export_maps(out, ds)
     return out
+
+
+def _export_maps(out, ds: ProcessedDataset) -> None:
+    import importlib.util
+
+    from specgr.projection import compute_maps, save_maps
+
+    if importlib.util.find_spec("umap") is None:
+        print(f"{out}: umap-learn is not installed, no 2-D maps (the app fits them on first use)")
+        return
+    b = Bundle(load_checkpoint(out, ds=ds, device="cpu"), ds)
+    save_maps(out, compute_maps(b, log=lambda *a: None), b)
 
 
 def _map_tensors(d, fn):

@@ -27,6 +27,13 @@ def cmd_download(a):
         print(verified_path(spec, f, a.mirror, a.cache))
 
 
+def cmd_datasets(a):
+    from specgr.data.registry import DATASETS
+
+    _print_table("datasets", [(d.name, d.format, d.description) for d in DATASETS.values()],
+                 ("name", "format", "description"))
+
+
 def cmd_prepare(a):
     from specgr.data.prepare import prepare, summary_rows
 
@@ -40,31 +47,42 @@ def cmd_prepare(a):
                  ("stage", "what", "count", "reason"))
 
 
-def add_data_args(p):
-    p.add_argument("--dataset", required=True, help="registered dataset name (see `specgr datasets`) or a name "
-                   "for your own catalog with --interactions/--items")
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where it tells something: not when the help text already states the default, and
+    not for None or an unset flag."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.default is None or action.default is False:
+            return text
+        return super()._get_help_string(action)
+
+
+def add_parser(sub, name: str, text: str, **kw) -> argparse.ArgumentParser:
+    """A subcommand whose one-line summary (in `specgr --help`) is also its own --help description."""
+    return sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter, **kw)
+
+
+def add_data_args(p, own_catalog: bool = True):
+    p.add_argument("--dataset", required=True, help="registered dataset name (see `specgr datasets`)" + (
+        " or a name for your own catalog with --interactions/--items" if own_catalog else ""))
     p.add_argument("--mirror", default=None, help="folder holding <dataset>/<file> (overrides $SPECGR_DATA_MIRROR); "
                    "used before any download")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="specgr", description=__doc__,
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(prog="specgr", description=__doc__, formatter_class=HelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    F = argparse.ArgumentDefaultsHelpFormatter
 
-    p = sub.add_parser("datasets", help="list the registered datasets", formatter_class=F)
-    p.set_defaults(fn=lambda a: _print_table("datasets", [(s.name, s.format, s.description) for s in
-                                                          __import__("specgr.data.registry", fromlist=["x"]).
-                                                          DATASETS.values()], ("name", "format", "description")))
+    p = add_parser(sub, "datasets", "list the registered datasets (name, source format, description)")
+    p.set_defaults(fn=cmd_datasets)
 
-    p = sub.add_parser("download", help="fetch a dataset's files (mirror first), verifying sha256", formatter_class=F)
-    add_data_args(p)
-    p.add_argument("--cache", default=None, help="download folder (default data/raw)")
+    p = add_parser(sub, "download", "fetch a registered dataset's files (a local mirror first), verifying sha256")
+    add_data_args(p, own_catalog=False)
+    p.add_argument("--cache", default=None, help="download folder (default: data/raw)")
     p.set_defaults(fn=cmd_download)
 
-    p = sub.add_parser("prepare", help="split a dataset and embed item text into data/processed/<name>/",
-                       formatter_class=F)
+    p = add_parser(sub, "prepare", "split a dataset and embed item text into data/processed/<name>/")
     add_data_args(p)
     p.add_argument("--out", default="data/processed", help="root folder of processed datasets")
     p.add_argument("--name", default=None, help="output folder name (default: dataset, plus -loo for LOO)")
@@ -93,12 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def error_message(e: Exception) -> str:
+    """The message alone: str(KeyError) is the repr of its argument, quotes included."""
+    return str(e.args[0]) if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
     except (FileNotFoundError, KeyError, ValueError) as e:  # our errors name their fix: no traceback
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {error_message(e)}", file=sys.stderr)
         return 2
     return 0
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
-
-F = argparse.ArgumentDefaultsHelpFormatter
 
 
 def _table(title, rows, cols):
@@ -162,9 +159,11 @@ def _common(p, dataset_required=True):
 
 def _specgr_knobs(p):
     p.add_argument("--delta", type=int, default=None, help="δ: items drafted per round (default: the bundle's)")
-    p.add_argument("--beta", type=int, default=None, help="β: beam width guiding re-drafting")
-    p.add_argument("--gamma", type=float, default=None, help="γ: accept a draft iff its mean log-likelihood > γ")
-    p.add_argument("-k", "--k", type=int, default=None, help="K: length of the recommendation list (default 50)")
+    p.add_argument("--beta", type=int, default=None, help="β: beam width guiding re-drafting (default: the bundle's)")
+    p.add_argument("--gamma", type=float, default=None, help="γ: accept a draft iff its mean log-likelihood > γ "
+                   "(default: the bundle's)")
+    p.add_argument("-k", "--k", type=int, default=None, help="K: length of the recommendation list (default: the "
+                   "bundle's, else 50)")
     p.add_argument("--no-redraft", action="store_true", help="ablation: no guided re-drafting")
     p.add_argument("--no-inductive", action="store_true", help="ablation: drafts limited to in-sample items")
     p.add_argument("--vnew", action="store_true", help="the official v-new loop variants (round-3 re-draft, "
@@ -181,17 +180,17 @@ def _ckpt_args(p):
 
 
 def register(sub):
+    from specgr.cli import add_parser
     from specgr.recommenders import METHODS
 
-    p = sub.add_parser("sid", help="semantic ids (RQ-VAE or RQ-KMeans) for a prepared dataset + quality report",
-                       formatter_class=F)
+    p = add_parser(sub, "sid", "semantic ids (RQ-VAE or RQ-KMeans) for a prepared dataset + quality report")
     _common(p)
     p.add_argument("--method", choices=["rqvae", "rqkmeans"], default=None, help="tokenizer (default: preset's)")
     p.add_argument("--codebook-size", type=int, default=None, help="codes per level C (default: preset's)")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
     p.set_defaults(fn=cmd_sid)
 
-    p = sub.add_parser("train", help="train one model from a YAML preset", formatter_class=F)
+    p = add_parser(sub, "train", "train one model from a YAML preset")
     p.add_argument("model", choices=["tiger", "specgr++", "aux", "sasrec"], help="what to train")
     _common(p)
     p.add_argument("--force", action="store_true", help="retrain even if up to date")
@@ -202,8 +201,7 @@ def register(sub):
                    help="lr/warmup scaling with the GPU count (default none: the configured lr is the lr used)")
     p.set_defaults(fn=cmd_train)
 
-    p = sub.add_parser("evaluate", help="overall / in-sample / unseen Recall & NDCG of a method on a split",
-                       formatter_class=F)
+    p = add_parser(sub, "evaluate", "overall / in-sample / unseen Recall & NDCG of a method on a split")
     p.add_argument("--method", required=True, choices=METHODS, help="what to evaluate")
     _ckpt_args(p)
     _specgr_knobs(p)
@@ -211,18 +209,20 @@ def register(sub):
     p.add_argument("--json", default=None, help="write the results JSON (shared schema) here")
     p.set_defaults(fn=cmd_evaluate)
 
-    p = sub.add_parser("sweep", help="grid over γ, δ, β; writes a tidy CSV for plotting", formatter_class=F)
-    p.add_argument("--method", default="specgr++", choices=["specgr++", "specgr-aux", "specgr-knn"])
+    p = add_parser(sub, "sweep", "grid over γ, δ, β; writes a tidy CSV for plotting")
+    p.add_argument("--method", default="specgr++", choices=["specgr++", "specgr-aux", "specgr-knn"],
+                   help="which SpecGR drafter to sweep: SpecGR++ (encoder), SpecGR_Aux (text) or semantic-KNN")
     _ckpt_args(p)
     _specgr_knobs(p)
     p.add_argument("--gammas", type=float, nargs="+", default=[-1.2, -1.4, -1.6, -1.8], help="γ values")
     p.add_argument("--deltas", type=int, nargs="+", default=[50], help="δ values")
     p.add_argument("--betas", type=int, nargs="+", default=[30], help="β values")
-    p.add_argument("--out", default="results/sweep.csv", help="output CSV")
+    p.add_argument("--out", default="runs/sweep.csv", help="output CSV (runs/ is git-ignored; results/ holds the "
+                   "committed results)")
     p.set_defaults(fn=cmd_sweep, split="valid")
 
-    p = sub.add_parser("pipeline", help="every stage, resumable: prepare, sid, tiger, specgr_pp, aux, sasrec, "
-                       "export, tune (valid), evaluate (test)", formatter_class=F)
+    p = add_parser(sub, "pipeline", "every stage, resumable: prepare, sid, tiger, specgr_pp, aux, sasrec, "
+                       "export, tune (valid), evaluate (test)")
     _common(p)
     p.add_argument("--stages", default=None, help="comma-separated subset of stages (default: all)")
     p.add_argument("--force-stages", default=None, help="comma-separated stages to re-run even if up to date")

@@ -78,6 +78,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# processes the tests start (DDP workers, notebook kernels) inherit this: on 2 cores a second OpenMP thread per process
+# spins against the other processes and made a toy training cell 20x slower on a busy machine
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True, scope="session")

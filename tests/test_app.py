@@ -38,7 +38,31 @@ def no_exception(at: AppTest):
 
 
 def final_table(at: AppTest):
-    return next(d.value for d in at.dataframe if "source" in d.value.columns)
+    """The full top-K (the longest table with a source column; the one above the fold shows its first rows)."""
+    return max((d.value for d in at.dataframe if "source" in d.value.columns), key=len)
+
+
+def main_elements(at: AppTest) -> list:
+    """The main area's elements in page order (top to bottom)."""
+    out = []
+
+    def walk(node):
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            for k in sorted(children):
+                walk(children[k])
+        else:
+            out.append(node)
+
+    walk(at.main)
+    return out
+
+
+def above_history(at: AppTest) -> list:
+    """What the page shows before the history section: the part a slider change must update."""
+    els = main_elements(at)
+    cut = next(j for j, e in enumerate(els) if isinstance(getattr(e, "value", None), str) and e.value == "1 · History")
+    return els[:cut]
 
 
 def accepted_set(at: AppTest) -> set[int]:
@@ -140,7 +164,115 @@ def test_empty_history_is_a_friendly_message(app_env):
     at.button(key="clear_history").click().run()
     no_exception(at)
     assert at.session_state["history"] == []
-    assert any("history is empty" in w.value for w in at.warning)
+    said = [m.value for m in [*at.info, *at.warning, *at.error] if "history is empty" in m.value]
+    assert len(said) == 1, said
+
+
+def test_slider_change_updates_the_numbers_above_the_fold(app_env):
+    at = run_app()
+    top = above_history(at)
+    metrics = {e.label: e.value for e in top if getattr(e, "type", "") == "metric"}
+    assert {"Accepted / drafted", "Acceptance rate"} <= set(metrics), metrics
+    assert any(getattr(e, "type", "") == "dataframe" and "source" in e.value.columns for e in top), \
+        "the first recommendations are above the history"
+    at.slider(key="gamma").set_value(-8.0).run()
+    loose = {e.label: e.value for e in above_history(at) if getattr(e, "type", "") == "metric"}
+    at.slider(key="gamma").set_value(0.0).run()
+    strict = {e.label: e.value for e in above_history(at) if getattr(e, "type", "") == "metric"}
+    no_exception(at)
+    assert loose["Accepted / drafted"] != strict["Accepted / drafted"]
+    assert strict["Accepted / drafted"].startswith("0 /"), "V <= 0 < γ: nothing accepted"
+
+
+def test_columns_that_explain_the_method_come_first(app_env):
+    at = run_app()
+    assert list(final_table(at).columns)[0] == "source"
+    rounds = next(d.value for d in at.dataframe if "status" in d.value.columns)
+    assert list(rounds.columns)[0] == "status"
+
+
+def test_switching_drafter_keeps_each_drafters_sliders_and_says_so(app_env):
+    at = run_app()
+    first = at.session_state["drafter"]
+    other = next(o for o in ("aux", "knn") if o != first)
+    at.slider(key="gamma").set_value(-7.0).run()
+    at.radio(key="drafter").set_value(other).run()
+    no_exception(at)
+    assert at.session_state["gamma"] != -7.0, "the other drafter's own (tuned) values"
+    assert any("tuned values" in i.value for i in at.sidebar.info)
+    at.radio(key="drafter").set_value(first).run()
+    assert at.session_state["gamma"] == -7.0, "coming back restores what the user set"
+
+
+def test_history_refuses_duplicates_and_bad_rows(app_env):
+    at = run_app()
+    h = list(at.session_state["history"])
+    at.text_input(key="search").input("topic").run()
+    pick = at.selectbox(key="pick")
+    pick.set_value(h[-1]).run()
+    at.button(key="add_pick").click().run()
+    no_exception(at)
+    assert at.session_state["history"] == h
+    assert any("already in the history" in w.value for w in at.warning)
+    at.number_input(key="user_row").set_value(10**6).run()
+    at.button(key="load_user").click().run()
+    no_exception(at)
+    assert at.session_state["history"] == h, "an out-of-range row loads nothing"
+    assert any("does not exist" in w.value for w in at.warning)
+
+
+def test_verify_chart_legend_never_mixes_symbols():
+    """A trace's legend shows its first point's marker: a rejected new item first gave the "rejected" entry a star."""
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "app"))
+    from helpers import STATUS, verify_chart
+
+    df = pd.DataFrame({"status": [STATUS["rejected"], STATUS["rejected"], STATUS["accepted"]], "round": [1, 1, 1],
+                       "order": [1, 2, 3], "new": [True, False, False], "V (verify)": [-3.0, -2.5, -1.0],
+                       "title": ["a", "b", "c"], "drafter score": [0.1, 0.2, 0.3]})
+    traces = verify_chart(df, -2.0, 3)["data"]
+    for t in traces:
+        symbols = t["marker"]["symbol"]
+        assert isinstance(symbols, str), "one symbol per trace"
+        assert (symbols == "star") == ("new" in t["name"]), t["name"]
+    assert {t["name"] for t in traces} == {STATUS["rejected"], f"{STATUS['rejected']} · 🆕 new", STATUS["accepted"]}
+
+
+def test_tiger_only_box_does_not_compare_zero_with_zero(app_env):
+    at = run_app()
+    at.slider(key="gamma").set_value(0.0).run()  # SpecGR accepts nothing
+    at.toggle(key="tiger_only").set_value(True).run()
+    no_exception(at)
+    box = next(i.value for i in at.info if "beam search" in i.value)
+    assert "recommends **0**" not in box, "0 against 0 says nothing: the box then says what the drafter proposed"
+    assert "recommends **" in box or "proposed **" in box
+
+
+def test_added_item_can_be_removed(app_env):
+    sys.path.insert(0, str(ROOT / "app"))
+    import helpers
+
+    helpers.TEXT_EMBEDDER = lambda texts: np.eye(16, dtype=np.float32)[[0] * len(texts)]
+    try:
+        at = run_app(view=ADD)
+        for name in ("First Kart", "Second Kart"):
+            at.text_input(key="new_title").input(name)
+            at.text_area(key="new_desc").input("a racing game")
+            next(b for b in at.button if "Add to the catalog" in b.label).click().run()
+        no_exception(at)
+        first, second = at.session_state["added"]
+        at.button(key="add_new_to_history").click().run()  # the last added one goes into the history
+        assert at.session_state["history"][-1] == second
+        at.button(key=f"rm_added_{first}").click().run()
+        no_exception(at)
+        assert len(at.session_state["added"]) == 1
+        kept = at.session_state["added"][0]
+        assert at.session_state["history"][-1] == kept, "history ids follow the rebuilt catalog"
+        assert any("Second Kart — a racing game" in m.value for m in at.markdown)
+        assert not any("First Kart" in m.value for m in at.markdown)
+    finally:
+        helpers.TEXT_EMBEDDER = None
 
 
 def test_bad_title_and_absurd_sliders(app_env):
@@ -168,6 +300,21 @@ def test_missing_dataset_shows_the_fix(app_env, tmp_path, monkeypatch):
     at = run_app()
     no_exception(at)
     assert any("missing" in e.value for e in at.error)
+    assert any("specgr prepare --dataset tiny" in c.value for c in at.code)
+
+
+def test_missing_embeddings_show_the_fix(app_env, tmp_path, monkeypatch):
+    """A prepare stopped before its embeddings were written: the error screen, not a FileNotFoundError traceback."""
+    import shutil
+
+    pipeline, _ = app_env
+    root = tmp_path / "processed"
+    shutil.copytree(pipeline.data_root / "tiny", root / "tiny")
+    shutil.rmtree(root / "tiny" / "embeddings")
+    monkeypatch.setenv("SPECGR_DATA_ROOT", str(root))
+    at = run_app()
+    no_exception(at)
+    assert any("no embeddings" in e.value for e in at.error)
     assert any("specgr prepare --dataset tiny" in c.value for c in at.code)
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-# conda names that differ from pip names
-CONDA_TO_PIP = {"pytorch": "torch", "faiss-gpu": "faiss-cpu"}
+# conda-forge names that differ from pip names
+CONDA_TO_PIP = {"pytorch": "torch", "faiss-gpu": "faiss-cpu", "playwright-python": "playwright"}
 
 
 def _name(req: str) -> str:
@@ -47,5 +47,17 @@ def test_requirements_match_pyproject():
     assert _requirements() == _pyproject()
 
 
-def test_constraints_pin_cpu_torch():
+def test_constraints_pin_torch():
     assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text()
+
+
+def test_environment_yml_uses_conda_forge_only():
+    """The `pytorch` channel stopped at torch 2.5.1 and mixing it with conda-forge breaks MKL."""
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge"]
+
+
+def test_streamlit_sends_no_usage_statistics():
+    """`streamlit run` reads .streamlit/config.toml from the folder it starts in (make demo: the repository root)."""
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["browser"]["gatherUsageStats"] is False

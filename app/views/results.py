@@ -32,15 +32,17 @@ def render():
 
     table = H.method_table(rdir) if rdir.exists() else pd.DataFrame()
     if table.empty:
-        st.info(f"No evaluation results in `{rdir}` yet. They appear after `specgr pipeline --dataset {dataset}` "
-                "(or when the lead commits them under results/).")
+        st.info(f"No evaluation results in `{rdir}` yet. `specgr pipeline --dataset {dataset}` writes them there (the "
+                "repository ships the demo checkpoint's results under results/amazon2018-game/).")
     else:
         st.subheader("Test metrics per method")
         st.dataframe(table.style.format(precision=4, subset=[c for c in table.columns
                                                              if c not in ("method", "device", "recs/s")])
                      .format(precision=0, subset=["recs/s"]), hide_index=True, width="stretch")
-        fig = px.bar(table.sort_values("recall@50"), x="recall@50", y="method", orientation="h",
-                     color="unseen recall@50", color_continuous_scale="Oranges", height=420,
+        # a method without an unseen number gets 0, not a missing colour (which plotly cannot draw)
+        bars = table.sort_values("recall@50").fillna({"unseen recall@50": 0.0})
+        fig = px.bar(bars, x="recall@50", y="method", orientation="h", color="unseen recall@50",
+                     color_continuous_scale="Oranges", height=420,
                      hover_data=["ndcg@10", "in-sample recall@50", "acceptance rate"])
         fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))
         st.plotly_chart(fig, width="stretch", key="methods_chart")
@@ -72,6 +74,9 @@ def render():
         d = df[df["knob"] == knob]
         if d.empty:
             col.caption(f"no {name} sweep")
+            continue
+        if d["value"].nunique() < 2:  # one point is not a curve
+            col.caption(f"{name} was run at one value only ({d['value'].iloc[0]:g}): no curve to draw.")
             continue
         fig = px.line(d.sort_values("value"), x="value", y=metric, color="drafter", markers=True, height=320,
                       labels={"value": name, metric: METRICS[metric]})

@@ -11,7 +11,7 @@ from specgr.data.download import verified_path
 from specgr.data.processed import ProcessedDataset, model_slug, write_processed
 from specgr.data.registry import get_dataset
 from specgr.data.split import SplitConfig, split_interactions
-from specgr.text import DEFAULT_MODEL, embed_texts
+from specgr.text import DEFAULT_MODEL, embed_texts, pick_device
 
 
 def load_raw(name: str, mirror=None, interactions=None, items=None):
@@ -55,21 +55,19 @@ def prepare(name: str, out_root: str | Path = "data/processed", split: str | Non
     timings["split"] = time.perf_counter() - t
 
     path = Path(out_root) / (out_name or (name if cfg.method in ("timestamp", "upstream") else f"{name}-{cfg.method}"))
-    t = time.perf_counter()
-    write_processed(path, res, name, cfg.to_dict(), extra={"text_model": text_model})
-    timings["write"] = time.perf_counter() - t
-
+    embeddings = {}
     if text_model:
         t = time.perf_counter()
-        emb = embed_texts(res.items["text"].tolist(), text_model, device=device)
-        (path / "embeddings").mkdir(exist_ok=True)
-        np.save(path / "embeddings" / f"{model_slug(text_model)}.npy", emb)
+        texts = res.items["text"].tolist()
+        print(f"embedding {len(texts):,} item texts with {text_model} on {pick_device(device)} (once: the result is "
+              "cached)", flush=True)
+        embeddings[text_model] = embed_texts(texts, text_model, device=device)
         timings["embed"] = time.perf_counter() - t
+    # one atomic write, manifest last: an interrupted prepare leaves no manifest, so the next run starts over
+    write_processed(path, res, name, cfg.to_dict(), extra={"text_model": text_model}, embeddings=embeddings,
+                    timings=timings)
     ds = ProcessedDataset.load(path)
-    import json
-
-    ds.manifest["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
-    (path / "manifest.json").write_text(json.dumps(ds.manifest, indent=2))
+    timings["write"] = ds.manifest["timings_s"]["write"]
     return ds, timings
 
 

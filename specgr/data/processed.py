@@ -1,12 +1,19 @@
 """The processed on-disk format, `data/processed/<name>/` (format version 1; see docs/DATA_FORMAT.md).
 
 manifest.json, items.parquet, rows_{train,valid,test}.npz, embeddings/<model>.npy, sid/<tokenizer>.npz.
+
+A folder with a manifest.json is complete: `write_processed` builds the whole folder beside its target, writes the
+manifest last and then renames the folder into place, so an interrupted `specgr prepare` leaves no manifest behind
+(and `make data` runs it again).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +22,7 @@ import pandas as pd
 
 FORMAT_VERSION = 1
 DEFAULT_ROOT = Path("data/processed")
+MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -41,7 +49,7 @@ def model_slug(model_name: str) -> str:
 class ProcessedDataset:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        mf = self.path / "manifest.json"
+        mf = self.path / MANIFEST
         if not mf.exists():
             name = self.path.name
             raise FileNotFoundError(f"no processed dataset at {self.path}. Fix: run `specgr prepare --dataset {name}` "
@@ -127,10 +135,11 @@ class ProcessedDataset:
         if persist:
             if embeddings is not None:
                 p = self.embeddings_path(model_name or self.manifest["text_model"])
-                np.save(p, np.concatenate([np.load(p)[:start], embeddings.astype(np.float32)]))
-            self.items.to_parquet(self.path / "items.parquet", index=False)
+                emb = np.concatenate([np.load(p)[:start], embeddings.astype(np.float32)])
+                _replace_file(p, lambda tmp: np.save(tmp, emb))
+            _replace_file(self.path / "items.parquet", lambda tmp: self.items.to_parquet(tmp, index=False))
             self.manifest["n_items"] = self.n_items
-            (self.path / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
+            write_manifest(self.path, self.manifest)
         return ids
 
 
@@ -144,19 +153,61 @@ def fingerprint(items: pd.DataFrame, rows: dict[str, dict[str, np.ndarray]], n_i
     return h.hexdigest()[:16]
 
 
-def write_processed(path: Path, result, dataset: str, split_cfg: dict, extra: dict | None = None) -> dict:
-    """Write a SplitResult to `path`; returns the manifest."""
-    path.mkdir(parents=True, exist_ok=True)
-    result.items.to_parquet(path / "items.parquet", index=False)
+def _replace_file(path: Path, write) -> None:
+    """write(tmp_path), then an atomic rename onto `path`: readers see the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a bare path
+        write(f)
+    os.replace(tmp, path)
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    _replace_file(Path(path) / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
+
+
+# what a processed dataset folder may hold; anything else means the folder is not ours to replace
+_PROCESSED_ENTRIES = {MANIFEST, "items.parquet", "rows_train.npz", "rows_valid.npz", "rows_test.npz", "embeddings", "sid",
+                      f".{MANIFEST}.tmp", ".items.parquet.tmp"}
+
+
+def staging_path(path: Path) -> Path:
+    """Where `write_processed` builds `path` before renaming it into place."""
+    return path.with_name(f".{path.name}.partial")
+
+
+def write_processed(path: Path, result, dataset: str, split_cfg: dict, extra: dict | None = None,
+                    embeddings: dict[str, np.ndarray] | None = None, timings: dict | None = None) -> dict:
+    """Write a SplitResult (and text embeddings {model name: (N, d) float32}) to `path`; returns the manifest.
+
+    Atomic: everything is written into a staging folder beside `path`, manifest.json last, and the folder then
+    replaces `path`. Stage outputs of an earlier folder for the same data (sid/, other models' embeddings) are kept;
+    for other data they would be stale and are dropped. `timings` (seconds per step) go into the manifest, plus the
+    time of this write.
+    """
+    path = Path(path)
+    strange = sorted(c.name for c in path.iterdir() if c.name not in _PROCESSED_ENTRIES) if path.is_dir() else []
+    if strange or (path.exists() and not path.is_dir()):
+        raise ValueError(f"{path} exists and is not a processed dataset (it holds {strange[:3] or 'a file'}); "
+                         "writing would replace it. Fix: choose another --out or --name, or move it away.")
+    t0 = time.perf_counter()
+    tmp = staging_path(path)
+    shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted run
+    tmp.mkdir(parents=True)
+    result.items.to_parquet(tmp / "items.parquet", index=False)
     counts = {}
     for s, arr in result.rows.items():
         # int32 + compression keeps a processed dataset small enough to carry to a GPU machine
-        np.savez_compressed(path / f"rows_{s}.npz", **{k: v.astype(np.int32) if k != "ts" else v for k, v in
-                                                       arr.items()})
+        np.savez_compressed(tmp / f"rows_{s}.npz", **{k: v.astype(np.int32) if k != "ts" else v for k, v in
+                                                      arr.items()})
         n = len(arr["target"])
         nu = int((arr["target"] >= result.n_in_sample).sum())
         counts[s] = {"rows": n, "unseen_rows": nu, "unseen_share": (nu / n) if n else 0.0,
                      "users": int(len(np.unique(arr["user"])))}
+    for model_name, emb in (embeddings or {}).items():
+        if len(emb) != len(result.items):
+            raise ValueError(f"embeddings for {model_name!r} have {len(emb)} rows for {len(result.items)} items")
+        (tmp / "embeddings").mkdir(exist_ok=True)
+        np.save(tmp / "embeddings" / f"{model_slug(model_name)}.npy", np.asarray(emb, np.float32))
     manifest = {
         "format_version": FORMAT_VERSION,
         "dataset": dataset,
@@ -171,5 +222,36 @@ def write_processed(path: Path, result, dataset: str, split_cfg: dict, extra: di
     }
     if extra:
         manifest.update(extra)
-    (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    if timings is not None:
+        manifest["timings_s"] = {**{k: round(v, 2) for k, v in timings.items()},
+                                 "write": round(time.perf_counter() - t0, 2)}
+    write_manifest(tmp, manifest)  # last: a folder with a manifest is complete
+    _publish(tmp, path, manifest["fingerprint"])
     return manifest
+
+
+def _publish(tmp: Path, path: Path, new_fingerprint: str) -> None:
+    if path.exists():
+        try:
+            old_fingerprint = json.loads((path / MANIFEST).read_text())["fingerprint"]
+        except (OSError, ValueError, KeyError):
+            old_fingerprint = None
+        if old_fingerprint == new_fingerprint:
+            _carry_over(path, tmp)
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(path)
+
+
+def _carry_over(src: Path, dst: Path) -> None:
+    """Move what `src` has and `dst` lacks (sid/, other models' embeddings) into `dst`."""
+    for child in src.iterdir():
+        target = dst / child.name
+        if not target.exists():
+            child.rename(target)
+        elif child.is_dir() and target.is_dir():
+            _carry_over(child, target)
