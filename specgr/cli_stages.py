@@ -104,28 +104,27 @@ def cmd_sweep(a):
     import torch
 
     from specgr.bundle import Bundle
-    from specgr.evaluate import evaluate
+    from specgr.evaluate import evaluate, result_row
     from specgr.recommenders import make_recommender
+    from specgr.tune import sweep
 
+    if a.gamma is not None or a.delta is not None or a.beta is not None:
+        raise ValueError("sweep takes value lists: use --gammas / --deltas / --betas (not --gamma / --delta / --beta)")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     b = Bundle.load(a.checkpoint, data_root=a.data_root, device=device)
     rows = b.ds.rows(a.split)
-    out = []
-    base = _rec_cfg(a, b, a.method)
-    for g in a.gammas:
-        for d in a.deltas:
-            for bb in a.betas:
-                c = base.replace(threshold=g, draft_size=d, num_beams=bb)
-                r = evaluate(make_recommender(b, a.method, c), rows, b.ds.n_in_sample, a.method, b.ds.name, a.split,
-                             batch_size=a.batch_size, device=device, max_rows=a.max_rows, progress=False)
-                out.append({"gamma": g, "delta": d, "beta": bb, **{f"{grp}_{k}": r[grp][k] for grp in
-                            ("overall", "in_sample", "unseen") for k in ("recall@10", "recall@50", "ndcg@10",
-                                                                         "ndcg@50")},
-                            "acceptance_rate": r.get("mean_acceptance_rate"), "rounds": r.get("mean_rounds"),
-                            "unseen_share": r["unseen_share_of_recs"], "recs_per_s": r["recs_per_s"]})
-                print(f"γ={g} δ={d} β={bb}: R@50 {r['overall']['recall@50']:.4f} "
-                      f"acc {r.get('mean_acceptance_rate', 0):.2f} {r['recs_per_s']:.0f} rec/s")
-    df = pd.DataFrame(out)
+
+    def score(c):
+        r = evaluate(make_recommender(b, a.method, c), rows, b.ds.n_in_sample, a.method, b.ds.name, a.split,
+                     batch_size=a.batch_size, device=device, max_rows=a.max_rows, progress=False,
+                     params=c.to_dict())
+        print(f"γ={c.threshold} δ={c.draft_size} β={c.num_beams}: R@50 {r['overall']['recall@50']:.4f} "
+              f"acc {r.get('mean_acceptance_rate', 0):.2f} {r['recs_per_s']:.0f} rec/s")
+        return r
+
+    pts = sweep(score, _rec_cfg(a, b, a.method), {"threshold": a.gammas, "draft_size": a.deltas,
+                                                   "num_beams": a.betas})
+    df = pd.DataFrame([result_row(p["result"]) for p in pts])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(a.out, index=False)
     print(f"wrote {a.out} ({len(df)} rows)")

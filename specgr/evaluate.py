@@ -88,6 +88,18 @@ def write_json(result: dict, path: str | Path) -> None:
     p.write_text(json.dumps(result, indent=2))
 
 
+def result_row(r: dict, ks=(10, 50)) -> dict:
+    """One flat row of a result (for CSV tables): its SpecGR knobs, Recall/NDCG@ks per group, loop counters, speed."""
+    knobs = ("threshold", "draft_size", "num_beams", "new_item_bonus", "fusion_weight", "length_rule", "min_len",
+             "exclude_history")
+    row = {"method": r["method"], **{k: r.get("params", {}).get(k) for k in knobs}}
+    row.update({f"{g}_{m}@{k}": r[g][f"{m}@{k}"] for g in ("overall", "in_sample", "unseen")
+                for m in ("recall", "ndcg") for k in ks})
+    row.update({"acceptance_rate": r.get("mean_acceptance_rate"), "rounds": r.get("mean_rounds"),
+                "unseen_share": r.get("unseen_share_of_recs"), "recs_per_s": r.get("recs_per_s")})
+    return row
+
+
 def format_result(r: dict, ks=(10, 50)) -> list[tuple]:
     rows = []
     for g in ("overall", "in_sample", "unseen"):

@@ -22,23 +22,50 @@ STAGES = ("prepare", "sid", "tiger", "specgr_pp", "aux", "sasrec", "export", "tu
 
 @dataclass
 class TuneConfig:
-    """δ, β, γ are tuned on valid (one coordinate at a time from the defaults); test is reported once."""
+    """δ, β, γ (and the knobs of the non-paper variants) are tuned on valid, one coordinate at a time, each grid widened
+    until the optimum is interior (specgr.tune); test is reported once. Each variant is tuned under its own rule."""
 
-    gammas: tuple = (-1.0, -1.2, -1.4, -1.6, -1.8, -2.0)
-    deltas: tuple = (20, 50, 100)
-    betas: tuple = (10, 30, 50)
     metric: str = "recall@50"
     valid_rows: int | None = 8192  # seeded subset of valid rows (None = all)
     drafters: tuple = ("encoder", "aux")
+    variants: tuple = ("paper", "vnew", "fair")  # see VARIANTS
+    exclude_history: bool = True  # the protocol tuning runs under (reported both ways in the evaluate stage)
+    max_widen: int = 4
+    on_edge: str = "error"  # "error": fail loudly if a value stays on its grid's edge; "warn": record it
+    grids: dict = field(default_factory=dict)  # starting grids, {knob: [values]} (default: specgr.tune.KNOBS)
 
 
 @dataclass
 class EvalConfig:
     batch_size: int = 512
     max_rows: int | None = None  # None = the whole test split
-    ablations: bool = True
+    ablations: bool = True  # the paper's loop ablations, the acceptance curve, the verifier-score diagnostics
     curve_gammas: tuple = (-1.0, -1.2, -1.4, -1.6, -1.8, -2.0, -2.2)
     curve_rows: int = 4096
+
+
+# SpecGR variants: (how the config is built from the preset's `specgr` values, the knobs tuned)
+VARIANTS = {
+    # the paper's loop (v-old): m = 4 / 3 digits, top-K accepted by V, re-drafting from round 2
+    "paper": ({}, ("threshold", "draft_size", "num_beams")),
+    # the official batched rewrite: prefix-length rule, first K accepted, re-drafting from round 3
+    "vnew": ("vnew", ("threshold", "draft_size", "num_beams")),
+    # fair to new items: V over a new item's longest in-sample prefix + a tuned bonus, final list fused with the
+    # drafter's similarity
+    "fair": ({"length_rule": "prefix_len", "min_len": 1},
+             ("threshold", "new_item_bonus", "fusion_weight", "draft_size", "num_beams")),
+}
+
+
+def variant_config(base, variant: str, drafter: str):
+    """The starting SpecGRConfig of a variant for a drafter ("encoder" | "aux" | "knn")."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown SpecGR variant {variant!r}; choose from {sorted(VARIANTS)}")
+    how = VARIANTS[variant][0]
+    if how == "vnew":
+        knobs = {k: getattr(base, k) for k in ("draft_size", "num_beams", "threshold", "top_k")}
+        return type(base).official_vnew("encoder" if drafter == "encoder" else "aux", **knobs)
+    return base.replace(**how)
 
 
 @dataclass
@@ -348,22 +375,26 @@ class Pipeline:
         self.run_stage("export", h, run, force)
 
     # ------------------------------------------------------------------ tuning and evaluation
-    def _eval(self, method, split="test", cfg=None, rows=None, max_rows=None, tag=None, params=None):
+    def _eval(self, method, split="test", cfg=None, rows=None, max_rows=None, tag=None, params=None,
+              exclude_history: bool = False, quiet: bool = False):
         from specgr.evaluate import evaluate
         from specgr.recommenders import make_recommender
 
         ec = self.cfg.eval_cfg()
         rows = rows if rows is not None else self.ds.rows(split)
-        fn = make_recommender(self.bundle(), method, cfg, sasrec=self.sasrec() if method == "sasrec" else None)
+        fn = make_recommender(self.bundle(), method, cfg, sasrec=self.sasrec() if method == "sasrec" else None,
+                              exclude_history=exclude_history)
         p = dict(params or {})
         if cfg is not None:
             p.update(cfg.to_dict())
-        r = evaluate(fn, rows, self.ds.n_in_sample, tag or method, self.ds.name, split, batch_size=ec.batch_size,
+        p["exclude_history"] = exclude_history
+        r = evaluate(fn, rows, self.ds.n_in_sample, tag or method, self.ds_name, split, batch_size=ec.batch_size,
                      device=self.device, params=p, max_rows=max_rows, progress=False)
-        self.log(f"  {tag or method:<28} {split:<5} R@10 {r['overall']['recall@10']:.4f} R@50 "
-                 f"{r['overall']['recall@50']:.4f} N@50 {r['overall']['ndcg@50']:.4f} | in R@50 "
-                 f"{r['in_sample']['recall@50']:.4f} unseen R@50 {r['unseen']['recall@50']:.4f} | "
-                 f"{r['recs_per_s']:.0f} rec/s")
+        if not quiet:
+            self.log(f"  {tag or method:<34} {split:<5} R@10 {r['overall']['recall@10']:.4f} R@50 "
+                     f"{r['overall']['recall@50']:.4f} N@50 {r['overall']['ndcg@50']:.4f} | in R@50 "
+                     f"{r['in_sample']['recall@50']:.4f} unseen R@50 {r['unseen']['recall@50']:.4f} | "
+                     f"{r['recs_per_s']:.0f} rec/s")
         return r
 
     def valid_subset(self, n):
@@ -374,6 +405,9 @@ class Pipeline:
         return rows.subset(idx)
 
     def stage_tune(self, force=False):
+        from specgr.evaluate import result_row
+        from specgr.tune import coordinate_search
+
         tc = self.cfg.tune_cfg()
         base = self.cfg.specgr_cfg()
         h = config_hash(asdict(tc), base.to_dict(), self.hashes.get("export"))
@@ -381,28 +415,32 @@ class Pipeline:
 
         def run():
             rows = self.valid_subset(tc.valid_rows)
-            best, table = {}, []
+            best, choices, table = {}, {}, []
             for drafter in tc.drafters:
                 method = {"encoder": "specgr++", "aux": "specgr-aux", "knn": "specgr-knn"}[drafter]
-                cur = base
-                for knob, values in (("threshold", tc.gammas), ("draft_size", tc.deltas), ("num_beams", tc.betas)):
-                    scores = {}
-                    for v in values:
-                        c = cur.replace(**{knob: v})
-                        r = self._eval(method, "valid", c, rows=rows, tag=f"{method} {knob}={v}")
-                        scores[v] = r["overall"][tc.metric]
-                        table.append({"drafter": drafter, "knob": knob, "value": v, **c.to_dict(),
-                                      **{f"{g}_{k}": r[g][k] for g in ("overall", "in_sample", "unseen")
-                                         for k in ("recall@10", "recall@50", "ndcg@10", "ndcg@50")},
-                                      "acceptance_rate": r.get("mean_acceptance_rate"),
-                                      "rounds": r.get("mean_rounds"), "unseen_share": r["unseen_share_of_recs"],
-                                      "recs_per_s": r["recs_per_s"]})
-                    cur = cur.replace(**{knob: max(scores, key=scores.get)})
-                best[drafter] = {k: getattr(cur, k) for k in ("threshold", "draft_size", "num_beams")}
-                self.log(f"[tune] {drafter}: best on valid {best[drafter]}")
+                for variant in tc.variants:
+                    tag = f"{method}_{variant}"
+
+                    def score(c, tag=tag):
+                        return self._eval(method, "valid", c, rows=rows, tag=tag, exclude_history=tc.exclude_history,
+                                          quiet=True)
+
+                    cfg, rec = coordinate_search(score, variant_config(base, variant, drafter),
+                                                 list(VARIANTS[variant][1]),
+                                                 metric=lambda r: r["overall"][tc.metric], grids=tc.grids,
+                                                 max_widen=tc.max_widen, on_edge=tc.on_edge)
+                    table += [{"drafter": drafter, "variant": variant, "knob": pt["knob"], "value": pt["value"],
+                               **result_row(pt["result"])} for pt in rec["points"]]
+                    best.setdefault(drafter, {})[variant] = cfg.to_dict()
+                    choices.setdefault(drafter, {})[variant] = rec["choices"]
+                    self.log(f"[tune] {tag}: best on valid " + ", ".join(f"{c['knob']}={c['chosen']}" +
+                             ("" if c["interior"] else " (EDGE)") for c in rec["choices"]))
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({"best": best, "metric": tc.metric, "valid_rows": len(rows), "table": table},
-                                      indent=2))
+            out.write_text(json.dumps({"best": best, "choices": choices, "metric": tc.metric,
+                                       "valid_rows": len(rows), "exclude_history": tc.exclude_history,
+                                       "all_interior": all(c["interior"] for d in choices.values()
+                                                           for v in d.values() for c in v),
+                                       "table": table}, indent=2))
             import pandas as pd
 
             pd.DataFrame(table).to_csv(out.with_suffix(".csv"), index=False)
@@ -412,8 +450,10 @@ class Pipeline:
         return json.loads(out.read_text())["best"]
 
     def stage_evaluate(self, best: dict, force=False):
+        from specgr.speculate import SpecGRConfig
+
         ec = self.cfg.eval_cfg()
-        base = self.cfg.specgr_cfg()
+        tc = self.cfg.tune_cfg()
         h = config_hash(asdict(ec), best, self.hashes.get("export"), self.hashes.get("sasrec"))
         res_dir = self.results_root / self.ds_name
 
@@ -425,45 +465,67 @@ class Pipeline:
                 results[name] = r
                 (res_dir / f"{name}.json").write_text(json.dumps(r, indent=2))
 
-            enc = base.replace(**best.get("encoder", {}))
-            aux = base.replace(**best.get("aux", {}))
             mr = ec.max_rows
+            protocols = (("", False), ("_nohist", True))  # every method both ways (history excluded or not)
             for m in ("sasrec", "drafter-aux", "drafter-encoder", "drafter-knn", "tiger"):
-                try:
-                    save(m, self._eval(m, max_rows=mr))
-                except (FileNotFoundError, ValueError) as e:
-                    self.log(f"  {m}: skipped ({e})")
-            save("specgr++", self._eval("specgr++", cfg=enc, max_rows=mr))
-            save("specgr-aux", self._eval("specgr-aux", cfg=aux, max_rows=mr))
+                for suffix, excl in protocols:
+                    try:
+                        save(m + suffix, self._eval(m, max_rows=mr, exclude_history=excl, tag=m + suffix))
+                    except (FileNotFoundError, ValueError) as e:
+                        self.log(f"  {m}: skipped ({e})")
+                        break
+            for drafter, variants in best.items():
+                method = {"encoder": "specgr++", "aux": "specgr-aux", "knn": "specgr-knn"}[drafter]
+                for variant, cd in variants.items():
+                    c = SpecGRConfig(**cd)
+                    for suffix, excl in protocols:
+                        name = f"{method}_{variant}{suffix}"
+                        save(name, self._eval(method, cfg=c, max_rows=mr, tag=name, exclude_history=excl,
+                                              params={"variant": variant}))
+                if ec.ablations and "paper" in variants:  # the paper's ablations of its own loop
+                    c = SpecGRConfig(**variants["paper"])
+                    for name, cc in (("no-redraft", c.replace(guided_redraft=False)),
+                                     ("no-inductive", c.replace(inductive=False))):
+                        save(f"{method}_paper_{name}", self._eval(method, cfg=cc, max_rows=mr,
+                                                                  tag=f"{method}_paper_{name}"))
             if ec.ablations:
-                save("specgr-knn", self._eval("specgr-knn", cfg=aux, max_rows=mr))
-                for name, drafter, c in (
-                        ("specgr++_no-redraft", "specgr++", enc.replace(guided_redraft=False)),
-                        ("specgr++_no-inductive", "specgr++", enc.replace(inductive=False)),
-                        ("specgr++_vnew", "specgr++", type(enc).official_vnew("encoder", threshold=enc.threshold,
-                                                                              draft_size=enc.draft_size,
-                                                                              num_beams=enc.num_beams)),
-                        ("specgr-aux_no-redraft", "specgr-aux", aux.replace(guided_redraft=False)),
-                        ("specgr-aux_no-inductive", "specgr-aux", aux.replace(inductive=False)),
-                        ("specgr-aux_vnew", "specgr-aux", type(aux).official_vnew("aux", threshold=aux.threshold,
-                                                                                  draft_size=aux.draft_size,
-                                                                                  num_beams=aux.num_beams))):
-                    save(name, self._eval(drafter, cfg=c, max_rows=mr, tag=name))
-                # acceptance rate vs gamma per drafter (valid subset)
-                rows = self.valid_subset(ec.curve_rows)
-                curve = []
-                for method, c in (("specgr++", enc), ("specgr-aux", aux), ("specgr-knn", aux)):
-                    for g in ec.curve_gammas:
-                        r = self._eval(method, "valid", c.replace(threshold=g), rows=rows, tag=f"{method} γ={g}")
-                        curve.append({"method": method, "gamma": g, "acceptance_rate": r["mean_acceptance_rate"],
-                                      "recall@50": r["overall"]["recall@50"],
-                                      "in_sample_recall@50": r["in_sample"]["recall@50"],
-                                      "unseen_recall@50": r["unseen"]["recall@50"], "rounds": r["mean_rounds"],
-                                      "recs_per_s": r["recs_per_s"]})
-                (res_dir / "acceptance_curve.json").write_text(json.dumps(curve, indent=2))
+                self._acceptance_curve(best, ec, res_dir)
+                self._verifier_scores(res_dir)
             return {"methods": list(results)}
 
         self.run_stage("evaluate", h, run, force)
+
+    def _acceptance_curve(self, best: dict, ec, res_dir: Path):
+        """Acceptance rate (and recall) vs γ per drafter, paper variant, on a valid subset: the paper's figure."""
+        from specgr.speculate import SpecGRConfig
+
+        rows = self.valid_subset(ec.curve_rows)
+        curve = []
+        for drafter, method in (("encoder", "specgr++"), ("aux", "specgr-aux"), ("knn", "specgr-knn")):
+            cd = best.get(drafter, best.get("aux", {})).get("paper")
+            if cd is None:
+                continue
+            for g in ec.curve_gammas:
+                r = self._eval(method, "valid", SpecGRConfig(**cd).replace(threshold=g), rows=rows,
+                               tag=f"{method} γ={g}", quiet=True)
+                curve.append({"method": method, "gamma": g, "acceptance_rate": r["mean_acceptance_rate"],
+                              "recall@50": r["overall"]["recall@50"],
+                              "in_sample_recall@50": r["in_sample"]["recall@50"],
+                              "unseen_recall@50": r["unseen"]["recall@50"], "rounds": r["mean_rounds"],
+                              "recs_per_s": r["recs_per_s"]})
+        (res_dir / "acceptance_curve.json").write_text(json.dumps(curve, indent=2))
+
+    def _verifier_scores(self, res_dir: Path, n_rows: int = 8192):
+        """V of the test targets under each verifier, in-sample vs unseen, by the target's in-sample prefix length:
+        why new items are (not) accepted."""
+        from specgr.speculate.verify_stats import target_score_table
+
+        b = self.bundle()
+        rows = self.ds.rows("test")
+        rows = rows.subset(np.arange(min(len(rows), n_rows)))
+        out = {name: target_score_table(b.verifier(d), b.sids, rows, device=self.device)
+               for name, d in (("tiger", "aux"), ("specgr++", "encoder"))}
+        (res_dir / "verifier_scores.json").write_text(json.dumps(out, indent=2))
 
 
 def run_pipeline(cfg: PipelineConfig, stages=STAGES, force=(), mirror=None, export_to=None, **kw) -> Pipeline:
@@ -501,10 +563,23 @@ def run_pipeline(cfg: PipelineConfig, stages=STAGES, force=(), mirror=None, expo
 
 
 def _defaults(p: Pipeline, best: dict | None) -> dict:
+    """The bundle's SpecGR settings per drafter: the tuned variant that scored best on valid (the paper's loop until
+    tuning has run). knn borrows aux's."""
     base = p.cfg.specgr_cfg().to_dict()
+    tune = p.results_root / p.ds_name / "tune.json"
+    scores = {}
+    if best and tune.exists():
+        t = json.loads(tune.read_text())
+        metric = t.get("metric", "recall@50")
+        for row in t.get("table", []):
+            key = (row["drafter"], row["variant"])
+            scores[key] = max(scores.get(key, -1.0), row[f"overall_{metric}"])
     out = {}
     for d in ("encoder", "aux", "knn"):
-        c = dict(base)
-        c.update((best or {}).get(d if d != "knn" else "aux", {}))
-        out[d] = c
+        variants = (best or {}).get(d if d != "knn" else "aux", {})
+        if variants:
+            pick = max(variants, key=lambda v: scores.get((d if d != "knn" else "aux", v), -1.0))
+            out[d] = {**base, **variants[pick], "exclude_history": True}
+        else:
+            out[d] = dict(base)
     return out

@@ -15,16 +15,21 @@ DRAFTER_METHODS = {"drafter-encoder": "encoder", "drafter-aux": "aux", "drafter-
 METHODS = ("tiger", *SPECGR_METHODS, *DRAFTER_METHODS, "sasrec")
 
 
-def make_recommender(bundle, method: str, cfg=None, k: int = 50, num_beams: int = 50, sasrec=None):
+def make_recommender(bundle, method: str, cfg=None, k: int = 50, num_beams: int = 50, sasrec=None,
+                     exclude_history: bool = False):
     """-> fn(history (B,H), hist_len (B,)) -> (items (B,k), extras {name: (B,)}).
 
     cfg: a SpecGRConfig for the specgr-* methods (default: the bundle's tuned defaults for that drafter).
     sasrec: a trained SASRecDrafter for method "sasrec" (the baseline is not part of a bundle).
+    exclude_history: the evaluation protocol that never recommends an item of the user's own history (targets never
+    repeat in these splits), applied to every method alike: drafters and SASRec exclude the history from their
+    search, SpecGR drafts and fills without it (SpecGRConfig.exclude_history), TIGER's beam keeps the best k of its
+    k + H beams that are not in the history.
     """
     if method in SPECGR_METHODS:
         rec = bundle.specgr(SPECGR_METHODS[method], cfg)
-        if cfg is not None and cfg.top_k != k:
-            rec.cfg = replace(rec.cfg, top_k=k)
+        if rec.cfg.top_k != k or rec.cfg.exclude_history != exclude_history:
+            rec.cfg = replace(rec.cfg, top_k=k, exclude_history=exclude_history)
 
         def fn(h, hl):
             r = rec.recommend(h, hl, k=k)
@@ -34,20 +39,26 @@ def make_recommender(bundle, method: str, cfg=None, k: int = 50, num_beams: int 
         fn.recommender = rec
         return fn
     if method == "tiger":
-        rec = bundle.tiger_only(num_beams=num_beams)
-
         def fn(h, hl):
-            return rec.recommend(h, hl, k=k).items
-        fn.recommender = rec
+            extra = h.shape[1] if exclude_history else 0
+            items = fn.recommender.recommend(h, hl, k=k + extra).items
+            return drop_history(items, h, k) if exclude_history else items
+        fn.recommender = bundle.tiger_only(num_beams=num_beams)
         return fn
-    if method in DRAFTER_METHODS:
-        d = bundle.drafter(DRAFTER_METHODS[method])
-        return lambda h, hl: d.draft(h, hl, k)[0]
-    if method == "sasrec":
-        if sasrec is None:
+    if method in DRAFTER_METHODS or method == "sasrec":
+        if method == "sasrec" and sasrec is None:
             raise ValueError("method 'sasrec' needs a trained SASRec (pass --sasrec RUN_DIR; the pipeline trains it)")
-        return lambda h, hl: sasrec.draft(h, hl, k)[0]
+        d = sasrec if method == "sasrec" else bundle.drafter(DRAFTER_METHODS[method])
+        return lambda h, hl: d.draft(h, hl, k, exclude=h if exclude_history else None)[0]
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def drop_history(items: torch.Tensor, history: torch.Tensor, k: int) -> torch.Tensor:
+    """items (B, M) ranked ids, history (B, H) (-1 padded) -> (B, k): the best k items not in the history, in order
+    (-1 padded when fewer remain)."""
+    bad = (items < 0) | (items[:, :, None] == history.to(items.device)[:, None, :]).any(2)
+    order = torch.sort(bad.to(torch.uint8), dim=1, stable=True).indices[:, :k]
+    return items.gather(1, order).masked_fill(bad.gather(1, order), -1)
 
 
 @torch.no_grad()

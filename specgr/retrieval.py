@@ -195,6 +195,16 @@ class RetrievalIndex:
             ids, scores = self._search_faiss(q, k, allowed, exclude)
         return ids.to(out_dev), scores.to(out_dev)
 
+    def score(self, queries, ids: torch.Tensor) -> torch.Tensor:
+        """The search score of given items: queries (B, d), ids (B, M) (-1 = none) -> (B, M) float32 on the ids'
+        device, exactly what `search` returns for those items (0 for id -1)."""
+        q = _as_tensor(queries, device=self._emb.device)
+        if self.metric == "cosine":
+            q = _l2norm(q)
+        i = torch.as_tensor(ids, dtype=torch.long, device=self._emb.device)
+        s = (self._emb[i.clamp(min=0)] * q[:, None, :]).sum(-1)
+        return s.masked_fill(i < 0, 0.0).to(ids.device if isinstance(ids, torch.Tensor) else self._emb.device)
+
     def _search_torch(self, q, k, allowed, exclude):
         """Chunked exact scan. q (B, d) on the table's device."""
         B, N = q.shape[0], self.n_items

@@ -22,12 +22,19 @@ def test_pipeline_runs_every_stage(tiny_run):
     for stage in ("sid", "tiger", "specgr_pp", "aux", "sasrec", "export", "tune", "evaluate"):
         assert (p.run_dir / stage / "stage.json").exists(), stage
     res = root / "results" / "tiny"
-    for m in ("tiger", "specgr++", "specgr-aux", "sasrec", "drafter-aux", "drafter-encoder", "specgr++_vnew"):
+    for m in ("tiger", "tiger_nohist", "specgr++_paper", "specgr-aux_paper", "sasrec", "drafter-aux",
+              "drafter-encoder", "specgr++_vnew", "specgr++_fair_nohist", "specgr-aux_fair"):
         r = json.loads((res / f"{m}.json").read_text())
         assert 0.0 <= r["overall"]["recall@50"] <= 1.0 and r["n_rows"] == len(p.ds.rows("test"))
     # plain TIGER never recommends an unseen item; SpecGR can
     assert json.loads((res / "tiger.json").read_text())["unseen_share_of_recs"] == 0.0
-    assert json.loads((res / "tune.json").read_text())["best"]["encoder"]["threshold"] in (-2.0, -3.0)
+    tune = json.loads((res / "tune.json").read_text())
+    assert tune["best"]["encoder"]["paper"]["threshold"] in (-1.6, -2.0, -3.0, -3.4)  # grid or one widening step
+    assert {c["knob"] for c in tune["choices"]["aux"]["fair"]} >= {"new_item_bonus", "fusion_weight"}
+    # history exclusion is a protocol switch applied to every method: no list holds a history item
+    assert json.loads((res / "tiger_nohist.json").read_text())["params"]["exclude_history"] is True
+    vs = json.loads((res / "verifier_scores.json").read_text())
+    assert set(vs) == {"tiger", "specgr++"} and "in_sample" in vs["tiger"]
 
 
 def test_pipeline_is_resumable(tiny_run):

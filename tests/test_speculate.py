@@ -100,6 +100,11 @@ CONFIGS = {
     "vnew-aux": SpecGRConfig.official_vnew("aux", draft_size=8, num_beams=5, threshold=-3.5, top_k=10),
     "unguided-3-rounds": small(guided_redraft=False, max_rounds=3, threshold=-3.4),
     "transductive": small(inductive=False),
+    # beyond the paper: new-item bonus, fused final ranking, history exclusion (each alone and together)
+    "new-item-bonus": small(new_item_bonus=0.7, threshold=-3.5),
+    "fused": small(fusion_weight=1.5, threshold=-3.3),
+    "exclude-history": small(exclude_history=True, threshold=-3.3),
+    "fair-all": small(new_item_bonus=0.7, fusion_weight=1.5, exclude_history=True, draft_size=5, threshold=-3.3),
 }
 
 
@@ -271,3 +276,16 @@ def test_tiger_only_and_recommend_rows(world):
     res = rec.recommend_rows(rows, batch_size=3, progress=False)
     assert torch.equal(res.items, rec.recommend(hist, hl).items)
     assert res.timing["n_rows"] == B and res.timing["recs_per_s"] > 0
+
+
+def test_new_switches_do_what_they_say(world):
+    """History exclusion keeps history items out of every list; the bonus raises new items' acceptance."""
+    _, _, sids, hist, hl = world
+    _, bat = run_both(world, CONFIGS["exclude-history"])
+    for b in range(len(hl)):
+        assert not set(bat.items[b].tolist()) & set(hist[b, :hl[b]].tolist())
+    _, plain = run_both(world, small(threshold=-3.5))
+    _, bonus = run_both(world, CONFIGS["new-item-bonus"])
+    new_acc = lambda r: sum(int((t.rounds[0].accepted & (t.rounds[0].drafted >= sids.n_in_sample)).sum())  # noqa: E731
+                            for t in r.traces)
+    assert new_acc(bonus) > new_acc(plain)

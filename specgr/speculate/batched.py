@@ -84,6 +84,14 @@ class _DraftSource:
             dev = getattr(drafter, "device", hist.device)
             self.q = drafter.query_embeddings(hist.to(dev), hist_len.to(dev))
 
+    def score(self, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The drafter's scores of items (b, M) for batch rows (b,) (0 for id -1), on the items' device."""
+        from specgr.speculate.reference import drafter_scores
+
+        if self.q is None:
+            return drafter_scores(self.drafter, self.hist[rows], self.hist_len[rows], items)
+        return self.drafter.index.score(self.q[rows.to(self.q.device)], items).to(items.device)
+
     def draft(self, rows: torch.Tensor, k: int, allowed, exclude):
         """rows (b,) batch rows of the users; allowed (b, N) bool | None; exclude (b, E) -> ids, scores (b, k)."""
         h = self.hist[rows]
@@ -122,7 +130,7 @@ class SpecGR:
         cand = torch.full((B, M), -1, dtype=torch.long, device=dev)
         cand_v = torch.full((B, M), NEG_INF, device=dev)
         cand_acc = torch.zeros(B, M, dtype=torch.bool, device=dev)
-        cand_ds = torch.full((B, M), NEG_INF, device=dev) if trace else None
+        cand_ds = torch.full((B, M), 0.0, device=dev)  # drafter scores: the trace, and the fused final score
         n_acc = torch.zeros(B, dtype=torch.long, device=dev)
         n_rounds = torch.zeros(B, dtype=torch.long, device=dev)
         fin = (torch.zeros(B, W, N_DIGITS, dtype=torch.long, device=dev), torch.full((B, W), NEG_INF, device=dev),
@@ -143,11 +151,11 @@ class SpecGR:
             # 2. verify
             with steps.autocast(dev, cfg.autocast), record_function("specgr.verify"):
                 v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len)  # (b, δ)
+            v = v + cfg.new_item_bonus * (ids >= sids.n_in_sample)  # 0 in the paper; pads stay -inf
             acc = v > cfg.threshold  # pads have V = -inf: never accepted
             n = ids.shape[1]
             cand[rows, lo:lo + n], cand_v[rows, lo:lo + n], cand_acc[rows, lo:lo + n] = ids, v, acc
-            if trace:
-                cand_ds[rows, lo:lo + n] = ds.float().to(dev)
+            cand_ds[rows, lo:lo + n] = ds.float().to(dev).masked_fill(ids < 0, 0.0)
             n_acc[rows] += acc.sum(1)
             n_rounds[rows] = rnd
             # 3. per-user early exit: compact the active set (the one host sync of the round)
@@ -172,7 +180,7 @@ class SpecGR:
             fin[0][rows], fin[1][rows], fin[2][rows] = beam.tokens, beam.scores.float(), beam.valid
 
         with record_function("specgr.finalize"):
-            items, scores, sources = self._finalize(cand, cand_v, cand_acc, n_acc, fin, K)
+            items, scores, sources = self._finalize(cand, cand_v, cand_ds, cand_acc, n_acc, fin, K, drafts)
         res = SpecGRResult(items, scores, sources, n_rounds, n_acc, (cand >= 0).sum(1))
         if trace:
             res.traces = self._traces(res, cand, cand_v, cand_acc, cand_ds, round_beams)
@@ -197,6 +205,8 @@ class SpecGR:
             elif in_only:
                 allowed = sids.in_sample_mask[None].expand(e - s, -1)
             exclude = cand[rows[s:e], :lo] if lo else None
+            if cfg.exclude_history:
+                exclude = drafts.hist[rows[s:e]] if exclude is None else torch.cat([exclude, drafts.hist[rows[s:e]]], 1)
             i, sc = drafts.draft(rows[s:e], cfg.draft_size, allowed, exclude)
             out_i.append(i.to(dev))
             out_s.append(sc)
@@ -205,28 +215,36 @@ class SpecGR:
         return torch.cat(out_i), torch.cat([x.to(dev) for x in out_s])
 
     # ------------------------------------------------------------------ final lists
-    def _finalize(self, cand, cand_v, cand_acc, n_acc, fin, K: int):
+    def _finalize(self, cand, cand_v, cand_ds, cand_acc, n_acc, fin, K: int, drafts):
         """Buffers -> items (B, K), scores (B, K), sources (B, K); see ReferenceSpecGR.finalize for the rule.
 
         Columns: M candidates in drafting order, then the W final beams in beam order. The selection is
-        (accepted, top-K of them by V or by drafting order) + (pool = rejected candidates and never-drafted beams,
-        top max(K - #accepted, 0) by score); the selection is then sorted by score.
+        (accepted, top-K of them by score or by drafting order) + (pool = rejected candidates and never-drafted beams,
+        top max(K - #accepted, 0) by score); the selection is then sorted by score. Score = V (candidates) or beam
+        log-prob / 4 (beams), plus fusion_weight * drafter score.
         """
         B, M = cand.shape
-        # accepted part: all of them when < K were accepted, else the top K by V (v-old) or the first K (v-new)
+        w = self.cfg.fusion_weight
+        cand_sc = cand_v + w * cand_ds if w else cand_v
+        # accepted part: all of them when < K were accepted, else the top K by score (v-old) or the first K (v-new)
         if self.cfg.accept_topk_by == "score":
-            acc_rank = desc_rank(cand_v, cand_acc)
+            acc_rank = desc_rank(cand_sc, cand_acc)
         else:
             acc_rank = cand_acc.long().cumsum(1) - 1
         acc_sel = cand_acc & (acc_rank < K)
-        # fill-up pool: rejected candidates (by V) and final beams that were never drafted (by beam logprob / 4)
+        # fill-up pool: rejected candidates and final beams that were never drafted (nor in the history)
         f_tok, f_sc, f_ok = fin
         W = f_tok.shape[1]
         b_items = self.sids.lookup(f_tok.reshape(B * W, N_DIGITS)).view(B, W)
         b_drafted = (b_items[:, :, None] == cand[:, None, :]).any(2)  # (B, W, M); small: W, M ~ 10^2
+        if self.cfg.exclude_history:
+            b_drafted |= (b_items[:, :, None] == drafts.hist[:, None, :]).any(2)
         b_ok = f_ok & (b_items >= 0) & ~b_drafted
+        b_sc = f_sc / N_DIGITS
+        if w:
+            b_sc = b_sc + w * drafts.score(torch.arange(B, device=cand.device), b_items)
         ids = torch.cat([cand, b_items], 1)
-        sc = torch.cat([cand_v, f_sc / N_DIGITS], 1)
+        sc = torch.cat([cand_sc, b_sc], 1)
         in_pool = torch.cat([(cand >= 0) & ~cand_acc, b_ok], 1)
         need = (K - n_acc).clamp(min=0)
         pool_sel = in_pool & (desc_rank(sc, in_pool) < need[:, None])

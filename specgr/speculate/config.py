@@ -19,6 +19,11 @@ class SpecGRConfig:
     min_len: int = 3  # clamp for length_rule="prefix_len" (3 for SpecGR++, 2 for SpecGR_Aux)
     inductive: bool = True  # False: drafts limited to in-sample items (ablation)
     fill: str = "paper"  # < K accepted: rejected candidates (by V) + non-drafted final beams (by beam logprob / 4)
+    # ---- beyond the paper (all off by default = the paper); see docs/RESULTS.md for what each does on real data
+    new_item_bonus: float = 0.0  # added to V of unseen candidates, for acceptance and ranking: a new item's last digits
+    #                              were never seen after its prefix in training, so V charges it for unseen tokens
+    fusion_weight: float = 0.0  # final score = V + w * drafter score (LIGER-style fusion); 0 = rank by V alone
+    exclude_history: bool = False  # never draft or list an item of the user's own history (targets never repeat)
     autocast: bool = True  # bf16 autocast for model calls on CUDA (ignored on CPU)
     # memory bound of the per-round (users x N) prefix mask: users are drafted in chunks of <= this many elements,
     # so a 1M-item catalog never needs a (B, 1M) mask (and its int64 search temporaries) for the whole batch

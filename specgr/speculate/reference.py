@@ -57,14 +57,16 @@ class ReferenceSpecGR:
                 plen = rnd - 1
             elif in_only:
                 allowed = sids.in_sample_mask[None]
-            exclude = torch.tensor([drafted], dtype=torch.long, device=dev) if drafted else None
+            no = drafted + (hist[0, :int(hist_len)].tolist() if cfg.exclude_history else [])
+            exclude = torch.tensor([no], dtype=torch.long, device=dev) if no else None
             ids, dscores = self.drafter.draft(hist, hl, cfg.draft_size, allowed=allowed, exclude=exclude)
             ids, dscores = ids[0].to(dev), dscores[0].float().to(dev)
             keep = ids >= 0
             ids, dscores = ids[keep], dscores[keep]
-            # 2. verify with the GR model
+            # 2. verify with the GR model (V + the new-item bonus, 0 in the paper)
             with steps.autocast(dev, cfg.autocast):
                 V = steps.verify(self.model, sids, state, ids[None], cfg.length_rule, cfg.min_len)[0]
+            V = V + cfg.new_item_bonus * (ids >= sids.n_in_sample)
             acc = V > cfg.threshold
             drafted += ids.tolist()
             n_acc += int(acc.sum())
@@ -82,7 +84,7 @@ class ReferenceSpecGR:
             while beam.length < N_DIGITS:
                 with steps.autocast(dev, cfg.autocast):
                     beam = steps.beam_step(self.model, sids, state, beam, cfg.num_beams, in_sample_only=in_only)
-        self.finalize(tr, beam, K)
+        self.finalize(tr, beam, K, hist, hl)
         return tr
 
     @staticmethod
@@ -90,32 +92,39 @@ class ReferenceSpecGR:
         tok, sc, ok = (t[0].cpu() for t in (beam.tokens, beam.scores, beam.valid))
         return tok[ok].numpy(), sc[ok].float().numpy()
 
-    def finalize(self, tr: UserTrace, beam, K: int) -> None:
+    def finalize(self, tr: UserTrace, beam, K: int, hist=None, hl=None) -> None:
         """Fill tr.items / scores / sources / is_new.
 
-        >= K accepted: top-K accepted by V (accept_topk_by="score") or the first K accepted in drafting order
-        ("order"). Otherwise: all accepted + the best (K - #accepted) of a pool made of the rejected candidates
-        (score V) and the final beam sequences that were never drafted (score = beam log-prob / 4).
-        The list is then sorted by score. Ties keep the pool order: drafted items by drafting order, then beams.
+        The score of an item is V (a drafted candidate) or its beam log-prob / 4 (a final beam), plus
+        fusion_weight * its drafter score (0 in the paper). >= K accepted: top-K accepted by score
+        (accept_topk_by="score") or the first K accepted in drafting order ("order"). Otherwise: all accepted + the
+        best (K - #accepted) of a pool made of the rejected candidates and the final beam sequences that were never
+        drafted (nor in the history, with exclude_history). The list is then sorted by score. Ties keep the pool
+        order: drafted items by drafting order, then beams.
         """
+        w = self.cfg.fusion_weight
         cands = []  # (score, position, item, source)
         pos = 0
         for r in tr.rounds:
-            for i, v, a in zip(r.drafted.tolist(), r.verify_scores.tolist(), r.accepted.tolist()):
-                cands.append((v, pos, i, SOURCE_ACCEPTED if a else SOURCE_FILL))
+            for i, v, d, a in zip(r.drafted.tolist(), r.verify_scores.tolist(), r.draft_scores.tolist(),
+                                  r.accepted.tolist()):
+                cands.append((v + w * d if w else v, pos, i, SOURCE_ACCEPTED if a else SOURCE_FILL))
                 pos += 1
         by_score = lambda c: (-c[0], c[1])  # noqa: E731  (descending score, then pool position)
         accepted = [c for c in cands if c[3] == SOURCE_ACCEPTED]
         if len(accepted) >= K:
             chosen = sorted(accepted, key=by_score)[:K] if self.cfg.accept_topk_by == "score" else accepted[:K]
         else:
-            drafted = {c[2] for c in cands}
+            skip = {c[2] for c in cands}
+            if self.cfg.exclude_history:
+                skip |= set(hist[0, :int(hl[0])].tolist())
             pool = [c for c in cands if c[3] == SOURCE_FILL]
             tok, sc, ok = beam.tokens[0], beam.scores[0], beam.valid[0]
-            items = self.sids.lookup(tok).tolist()  # constrained beams are real items
-            for j, (item, s, o) in enumerate(zip(items, sc.float().tolist(), ok.tolist())):
-                if o and item >= 0 and item not in drafted:
-                    pool.append((s / N_DIGITS, pos + j, item, SOURCE_BEAM))
+            items = self.sids.lookup(tok)  # constrained beams are real items
+            d = drafter_scores(self.drafter, hist, hl, items[None])[0].tolist() if w else [0.0] * len(items)
+            for j, (item, s, o) in enumerate(zip(items.tolist(), sc.float().tolist(), ok.tolist())):
+                if o and item >= 0 and item not in skip:
+                    pool.append((s / N_DIGITS + w * d[j], pos + j, item, SOURCE_BEAM))
             chosen = accepted + sorted(pool, key=by_score)[:K - len(accepted)]
         chosen = sorted(chosen, key=by_score)
         tr.items = np.array([c[2] for c in chosen], dtype=np.int64)
@@ -136,6 +145,19 @@ class ReferenceSpecGR:
         from specgr.speculate.batched import run_rows
 
         return run_rows(self, rows, batch_size, k, progress, trace)
+
+
+@torch.no_grad()
+def drafter_scores(drafter, history, hist_len, items: torch.Tensor) -> torch.Tensor:
+    """The drafter's score of given items (B, M) for each user: what `draft` would have returned for them (the inner
+    product with the user's query vector; 0 for item -1). Needs an embedding drafter (an `index` and
+    `query_embeddings`), as every drafter in this package is."""
+    if not (hasattr(drafter, "index") and hasattr(drafter, "query_embeddings")):
+        raise ValueError(f"fusion_weight > 0 needs an embedding drafter; {type(drafter).__name__} has no index. "
+                         "Fix: fusion_weight=0, or a drafter built on specgr.drafters.base.EmbeddingDrafter.")
+    dev = getattr(drafter, "device", history.device)
+    q = drafter.query_embeddings(history.to(dev), hist_len.to(dev))
+    return drafter.index.score(q, items.to(dev)).to(items.device)
 
 
 def result_from_traces(traces: list[UserTrace], K: int, keep_traces: bool = True) -> SpecGRResult:

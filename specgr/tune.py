@@ -1,0 +1,123 @@
+"""Tuning SpecGR's knobs on the valid split: one sweep implementation for `specgr sweep` and the pipeline's tune stage.
+
+`sweep` scores every point of a grid; `coordinate_search` tunes one knob at a time from a starting config and, when the
+best value sits on the edge of its grid, widens the grid in that direction and tries again, so that every chosen value
+is interior (or on the edge of the knob's domain, e.g. a weight of 0), or fails loudly. Tuning sees the valid split
+only; the test split is scored once, afterwards, with the chosen values.
+
+    score = lambda cfg: evaluate(make_fn(cfg), valid_rows, ...)["overall"]["recall@50"]
+    best, table = coordinate_search(score_fn, SpecGRConfig(), ["threshold", "draft_size", "num_beams"])
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+# how each knob's grid is widened past an edge, and where its domain ends
+#   step: additive step (None = multiplicative factor `factor`); lo/hi: domain bounds (None = unbounded)
+@dataclass(frozen=True)
+class Knob:
+    grid: tuple
+    step: float | None = None
+    factor: float = 2.0
+    lo: float | None = None
+    hi: float | None = None
+    integer: bool = False
+
+    def beyond(self, v, direction: int):
+        """The next value past v (direction +1 up, -1 down), or None at the domain bound."""
+        if self.step is not None:
+            n = round(v + direction * self.step, 6)
+        elif v == 0:
+            n = self.grid[1] if direction > 0 and len(self.grid) > 1 else None
+        else:
+            n = v * self.factor if direction > 0 else v / self.factor
+        if n is None:
+            return None
+        if self.integer:
+            n = int(math.ceil(n)) if direction > 0 else int(math.floor(n))
+            if n == v:
+                n = v + direction
+        if (self.lo is not None and n < self.lo) or (self.hi is not None and n > self.hi):
+            return None
+        return n
+
+
+KNOBS = {
+    "threshold": Knob((-1.0, -1.4, -1.8, -2.2, -2.6, -3.0), step=0.4),
+    "draft_size": Knob((20, 50, 100), factor=2.0, lo=1, hi=800, integer=True),
+    "num_beams": Knob((10, 30, 50), factor=2.0, lo=1, hi=400, integer=True),
+    "new_item_bonus": Knob((0.0, 1.0, 2.0, 3.0), step=1.0, lo=0.0),
+    "fusion_weight": Knob((0.0, 1.0, 3.0, 10.0), factor=3.0, lo=0.0),
+}
+
+
+class EdgeError(ValueError):
+    pass
+
+
+def sweep(score, base, grid: dict) -> list[dict]:
+    """Every combination of `grid` ({knob: values}) applied to `base` (a SpecGRConfig): [{knob: value, ...,
+    "result": score(cfg)}]. `score(cfg)` returns anything (e.g. the evaluator's result dict)."""
+    names = list(grid)
+    out = []
+    for values in itertools.product(*(grid[n] for n in names)):
+        cfg = base.replace(**dict(zip(names, values)))
+        out.append({**dict(zip(names, values)), "result": score(cfg)})
+    return out
+
+
+def coordinate_search(score, base, knobs: list[str], metric=lambda r: r, grids: dict | None = None,
+                      max_widen: int = 4, on_edge: str = "error"):
+    """Tune `knobs` one at a time, in order, each from the best values found so far.
+
+    score(cfg) -> result; metric(result) -> float to maximise. grids overrides KNOBS[k].grid (the starting grid).
+    Returns (best config, table: one row per scored point with the knob, its value and the result, and per knob a
+    record {"knob", "chosen", "grid", "interior", "at_domain_bound"}). on_edge="error" raises EdgeError when a
+    chosen value is still on its grid's edge after `max_widen` widenings; "warn" records it and goes on.
+    """
+    if on_edge not in ("error", "warn"):
+        raise ValueError(f"on_edge must be 'error' or 'warn', got {on_edge!r}")
+    cache: dict = {}
+    table, choices = [], []
+    cur = base
+
+    def point(cfg):
+        key = tuple(sorted(cfg.to_dict().items()))
+        if key not in cache:
+            cache[key] = score(cfg)
+        return cache[key]
+
+    for k in knobs:
+        if k not in KNOBS:
+            raise ValueError(f"unknown knob {k!r}; tunable: {sorted(KNOBS)}")
+        spec = KNOBS[k]
+        grid = sorted(set((grids or {}).get(k, spec.grid)) | {getattr(cur, k)})
+        results = {v: point(cur.replace(**{k: v})) for v in grid}
+        widen, at_bound = 0, False
+        while True:
+            best = max(grid, key=lambda v: (metric(results[v]), -abs(v - getattr(cur, k))))
+            edge = 0 if len(grid) < 2 else (-1 if best == grid[0] else (1 if best == grid[-1] else 0))
+            if edge == 0:
+                break
+            nxt = spec.beyond(best, edge)
+            if nxt is None:  # the knob's own domain ends here: a legitimate optimum
+                at_bound = True
+                break
+            if widen >= max_widen:
+                break
+            widen += 1
+            grid = sorted(set(grid) | {nxt})
+            results[nxt] = point(cur.replace(**{k: nxt}))
+        interior = edge == 0 or at_bound
+        for v in grid:
+            table.append({"knob": k, "value": v, "result": results[v]})
+        choices.append({"knob": k, "chosen": best, "grid": grid, "interior": interior, "at_domain_bound": at_bound,
+                        "widened": widen})
+        if not interior and on_edge == "error":
+            raise EdgeError(f"tuning {k}: the best value {best} is still on the edge of {grid} after {widen} "
+                            f"widenings. Fix: widen the starting grid (tune.grids.{k}) or allow more widenings.")
+        cur = cur.replace(**{k: best})
+    return cur, {"points": table, "choices": choices}
