@@ -39,7 +39,8 @@ class TuneConfig:
 class EvalConfig:
     batch_size: int = 512
     max_rows: int | None = None  # None = the whole test split
-    ablations: bool = True  # the paper's loop ablations, the acceptance curve, the verifier-score diagnostics
+    ablations: bool = True  # the paper's ablations of its loop (no guided re-drafting, no inductive drafting)
+    diagnostics: bool = True  # the acceptance-rate curve and the verifier-score table
     curve_gammas: tuple = (-1.0, -1.2, -1.4, -1.6, -1.8, -2.0, -2.2)
     curve_rows: int = 4096
 
@@ -478,7 +479,9 @@ class Pipeline:
                 method = {"encoder": "specgr++", "aux": "specgr-aux", "knn": "specgr-knn"}[drafter]
                 for variant, cd in variants.items():
                     c = SpecGRConfig(**cd)
-                    for suffix, excl in protocols:
+                    # every variant under the tuning protocol; the paper's loop under both
+                    for suffix, excl in (protocols if variant == "paper" else
+                                         [pr for pr in protocols if pr[1] == tc.exclude_history]):
                         name = f"{method}_{variant}{suffix}"
                         save(name, self._eval(method, cfg=c, max_rows=mr, tag=name, exclude_history=excl,
                                               params={"variant": variant}))
@@ -488,7 +491,7 @@ class Pipeline:
                                      ("no-inductive", c.replace(inductive=False))):
                         save(f"{method}_paper_{name}", self._eval(method, cfg=cc, max_rows=mr,
                                                                   tag=f"{method}_paper_{name}"))
-            if ec.ablations:
+            if ec.diagnostics:
                 self._acceptance_curve(best, ec, res_dir)
                 self._verifier_scores(res_dir)
             return {"methods": list(results)}

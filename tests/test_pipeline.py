@@ -23,7 +23,7 @@ def test_pipeline_runs_every_stage(tiny_run):
         assert (p.run_dir / stage / "stage.json").exists(), stage
     res = root / "results" / "tiny"
     for m in ("tiger", "tiger_nohist", "specgr++_paper", "specgr-aux_paper", "sasrec", "drafter-aux",
-              "drafter-encoder", "specgr++_vnew", "specgr++_fair_nohist", "specgr-aux_fair"):
+              "drafter-encoder", "specgr++_vnew_nohist", "specgr++_fair_nohist", "specgr-aux_paper_nohist"):
         r = json.loads((res / f"{m}.json").read_text())
         assert 0.0 <= r["overall"]["recall@50"] <= 1.0 and r["n_rows"] == len(p.ds.rows("test"))
     # plain TIGER never recommends an unseen item; SpecGR can

@@ -1,0 +1,124 @@
+"""Time per recommendation and peak GPU memory vs catalog size, like the paper's time-vs-retrieval-size figure.
+
+    python benchmarks/bench_catalog_size.py --sizes 1000 10000 100000 1000000 --json results/bench_catalog_size.json
+
+Synthetic catalogs (random semantic ids, C = 144, 93% in-sample) with a random Games-size TIGER; the trained models'
+speed depends on sizes, not weights, except through acceptance (a random verifier accepts little, the worst case for
+SpecGR: 4 rounds for everyone). Methods, same rows for each: SpecGR++ (encoder drafter), SpecGR_Aux (a 300-d random
+embedding drafter standing in for the text drafter: same index, same search), TIGER constrained beam search and TIGER
+unconstrained beam search (both width 50). Batches of --batch-size users; peak memory = torch.cuda.max_memory_allocated
+over the timed batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from specgr.drafters.base import EmbeddingDrafter
+from specgr.drafters.encoder import EncoderDrafter, Projection
+from specgr.models.beam import beam_search
+from specgr.models.tiger import TIGER, tiger_preset
+from specgr.retrieval import RetrievalIndex
+from specgr.sid.semantic_ids import SemanticIDs
+from specgr.speculate import SpecGR, SpecGRConfig, TigerOnly
+from specgr.speculate import steps
+
+
+class RandomTextDrafter(EmbeddingDrafter):
+    """A fixed random item table and a mean-of-history query: the search cost of the text drafter."""
+
+    def __init__(self, n_items: int, dim: int, device, seed: int = 0):
+        super().__init__(device)
+        g = torch.Generator().manual_seed(seed)
+        self.index = RetrievalIndex(torch.randn(n_items, dim, generator=g), backend="torch", device=device,
+                                    metric="cosine")
+
+    def query_embeddings(self, history, hist_len):
+        e = self.index.embeddings()
+        m = (history >= 0).float()
+        return (e[history.clamp(min=0)] * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
+
+
+class Unconstrained:
+    """TIGER beam search without the validity trie (the official behaviour), same recommend() shape."""
+
+    def __init__(self, model, sids, device):
+        self.model, self.sids, self.device = model, sids, device
+
+    @torch.no_grad()
+    def recommend(self, history, hist_len, k=50):
+        with steps.autocast(self.device, True):
+            _, _, state = steps.encode(self.model, self.sids, history, hist_len)
+            return beam_search(self.model, None, None, self.sids, width=k, k=k, constrained=False, state=state)[0]
+
+
+def time_method(rec, hist, hl, batch_size: int, repeats: int = 2) -> tuple[float, float]:
+    """(seconds per recommendation, peak GPU memory in GiB) over all rows, after one warm-up batch."""
+    dev = hist.device
+    rec.recommend(hist[:batch_size], hl[:batch_size])
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        for s in range(0, len(hl), batch_size):
+            rec.recommend(hist[s:s + batch_size], hl[s:s + batch_size])
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    sec = (time.perf_counter() - t) / (repeats * len(hl))
+    mem = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else float("nan")
+    return sec, mem
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000])
+    ap.add_argument("--rows", type=int, default=4096)
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args(argv)
+    dev = torch.device(a.device)
+    cfg = SpecGRConfig(draft_size=50, num_beams=30, threshold=-1.4, top_k=50)
+    out = {"gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "config": cfg.to_dict(),
+           "rows": a.rows, "batch_size": a.batch_size, "command": "python benchmarks/bench_catalog_size.py " +
+           " ".join(sys.argv[1:]), "points": []}
+    for n in a.sizes:
+        g = torch.Generator().manual_seed(0)
+        sids = SemanticIDs.from_codes(torch.randint(0, 144, (n, 3), generator=g), int(0.93 * n), 144,
+                                      on_overflow="grow").to(dev)
+        torch.manual_seed(0)
+        model = TIGER(tiger_preset("games"), sids.vocab_size).to(dev).eval()
+        hl = torch.randint(1, 21, (a.rows,), generator=g).to(dev)
+        hist = torch.randint(0, n, (a.rows, 20), generator=g).to(dev)
+        hist[torch.arange(20, device=dev)[None] >= hl[:, None]] = -1
+        methods = {
+            "specgr++": SpecGR(model, EncoderDrafter(model, Projection(model.cfg.d_model, 64).to(dev).eval(), sids,
+                                                     device=dev, backend="torch"), sids, cfg, dev),
+            "specgr_aux": SpecGR(model, RandomTextDrafter(n, 300, dev), sids, cfg, dev),
+            "tiger_beam": TigerOnly(model, sids, num_beams=50, device=dev),
+            "tiger_unconstrained": Unconstrained(model, sids, dev),
+        }
+        for name, rec in methods.items():
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            sec, mem = time_method(rec, hist, hl, a.batch_size)
+            out["points"].append({"n_items": n, "method": name, "seconds_per_rec": sec, "recs_per_s": 1 / sec,
+                                  "peak_gpu_gib": mem})
+            print(f"N={n:>8} {name:<20} {1e3 * sec:8.4f} ms/rec {1 / sec:10.0f} recs/s {mem:6.2f} GiB", flush=True)
+        del methods, model, sids
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
