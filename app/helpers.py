@@ -210,6 +210,30 @@ def recommend(b, history: list[int], drafter: str, gamma: float, delta: int, bet
     return Run(tr, tr.items, tr.scores, list(tr.sources), ms, cfg)
 
 
+def new_item_hint(run: Run, item: int, tiger_only: bool) -> str:
+    """Why an added item is not in the list, and what would change that: true for the run's own configuration (the
+    final list ranks accepted items by score = V (+ new-item bonus) (+ fusion weight x drafter score))."""
+    if tiger_only:
+        return "It is not recommended: TIGER-only never recommends new items (it cannot generate unseen ids)."
+    tr, cfg = run.trace, run.cfg
+    for r in tr.rounds:
+        hit = np.flatnonzero(r.drafted == item)
+        if hit.size:
+            j = hit[0]
+            if not r.accepted[j]:
+                return (f"It was drafted in round {r.round} but the verifier rejected it (V = {r.verify_scores[j]:.2f} "
+                        f"≤ γ = {cfg.threshold}): a lower γ accepts it"
+                        + ("." if cfg.new_item_bonus else ", and so would a new-item bonus (SpecGRConfig."
+                           "new_item_bonus)."))
+            return ("It was accepted but ranked below the top K: " +
+                    ("the list ranks by V, so a lower γ does not help; a new-item bonus or fusion with the drafter "
+                     "score (the 'fair' settings) can lift it." if not cfg.fusion_weight else
+                     f"the list ranks by V + {cfg.fusion_weight:g} × drafter score, and the drafter itself ranks it "
+                     f"at {j + 1} of round {r.round}: a history of items more like it lifts it."))
+    return ("The drafter did not propose it for this history (so the verifier never saw it): try a history of "
+            "similar items, or more drafts per round (δ).")
+
+
 def slider_warnings(delta: int, beta: int, k: int, max_rounds: int = 4) -> list[str]:
     """Friendly notes on slider combinations that cannot do what they ask."""
     out = []

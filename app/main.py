@@ -466,11 +466,7 @@ def add_item_view(run):
             src = run.sources[rank - 1]
             c1.success(f"It **is recommended** for the current history: rank {rank} of {len(run.items)} ({src}).")
         else:
-            drafted = run.trace is not None and i in run.trace.all_drafted().tolist()
-            c1.info(("It was drafted but not accepted into the top-K" if drafted else
-                     "It is not recommended for the current history") +
-                    (" — TIGER-only never recommends new items." if s.tiger_only else
-                     " — try a history of similar items, or lower γ."))
+            c1.info(H.new_item_hint(run, i, s.tiger_only))
         c2.button("Add it to the history", on_click=add_to_history, args=(i,), key="add_new_to_history")
     if s.added:
         st.markdown("**Items added this session** (only in this browser session; ✕ takes one out of the catalog)")
@@ -487,7 +483,7 @@ def boot(key: tuple[str, str]):
     """Load the bundle and warm up its default drafter, saying so at the top of the page while it is cold."""
     if key not in H.WARM:
         BOOT.info("⏳ Loading the SpecGR checkpoint and warming up its drafter (first start of the server only)…")
-    first = shared_bundle(*key).available_drafters[0]
+    first = shared_bundle(*key).default_drafter
     warm_drafter(*key, first)
     H.WARM.setdefault(key, set()).add(first)
     BOOT.empty()
@@ -514,7 +510,7 @@ def demo_page():
     s.setdefault("added_meta", {})
     s.setdefault("knobs_by_drafter", {})
     if "gamma" not in s:
-        s.drafter = s.shown_drafter = DRAFTERS[0]
+        s.drafter = s.shown_drafter = B.default_drafter
         reset_sliders()
     if "history" not in s:
         load_user(0)

@@ -1,6 +1,7 @@
 """Time per recommendation and peak GPU memory vs catalog size, like the paper's time-vs-retrieval-size figure.
 
     python benchmarks/bench_catalog_size.py --sizes 1000 10000 100000 1000000 --json results/bench_catalog_size.json
+    python benchmarks/bench_catalog_size.py --plot results/bench_catalog_size.json --png docs/catalog_size.png
 
 Synthetic catalogs (random semantic ids, C = 144, 93% in-sample) with a random Games-size TIGER; the trained models'
 speed depends on sizes, not weights, except through acceptance (a random verifier accepts little, the worst case for
@@ -77,14 +78,41 @@ def time_method(rec, hist, hl, batch_size: int, repeats: int = 2) -> tuple[float
     return sec, mem
 
 
+def plot(json_path: str, png: str) -> None:
+    """Time per recommendation and peak GPU memory vs catalog size (log-log), one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = json.loads(Path(json_path).read_text())
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for m in dict.fromkeys(p["method"] for p in d["points"]):
+        pts = sorted((p for p in d["points"] if p["method"] == m), key=lambda p: p["n_items"])
+        n = [p["n_items"] for p in pts]
+        a1.plot(n, [1e3 * p["seconds_per_rec"] for p in pts], "o-", label=m)
+        a2.plot(n, [p["peak_gpu_gib"] for p in pts], "o-", label=m)
+    a1.set(xscale="log", yscale="log", xlabel="catalog size (items)", ylabel="ms per recommendation",
+           title=f"batch {d['batch_size']}, {d['gpu']}")
+    a2.set(xscale="log", xlabel="catalog size (items)", ylabel="peak GPU memory (GiB)")
+    a1.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--plot", default=None, help="draw a results JSON of this script instead of measuring")
+    ap.add_argument("--png", default="docs/catalog_size.png")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000])
     ap.add_argument("--rows", type=int, default=4096)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
+    if a.plot:
+        plot(a.plot, a.png)
+        return 0
     dev = torch.device(a.device)
     cfg = SpecGRConfig(draft_size=50, num_beams=30, threshold=-1.4, top_k=50)
     out = {"gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "config": cfg.to_dict(),

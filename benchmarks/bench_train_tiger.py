@@ -164,10 +164,13 @@ def worker_lightning_noop(args) -> dict:
 def _write_profile(prof, args, name):
     d = Path(args["profile_dir"])
     d.mkdir(parents=True, exist_ok=True)
+    from torch.autograd import DeviceType
+
     ka = prof.key_averages()
     n = args["profile_steps"]
     cpu = sum(e.self_cpu_time_total for e in ka) / n / 1e3
-    dev = sum(getattr(e, "self_device_time_total", 0) for e in ka) / n / 1e3
+    # kernels only: CPU-side ops and ranges also carry the device time of what they launched (double counting)
+    dev = sum(e.self_device_time_total for e in ka if e.device_type == DeviceType.CUDA) / n / 1e3
     text = [f"# {name}, batch {args['batch_size']}: per step {cpu:.2f} ms of host (CPU) op time, {dev:.2f} ms of "
             f"GPU kernel time ({n} profiled steps)\n",
             ka.table(sort_by="self_cpu_time_total", row_limit=25),

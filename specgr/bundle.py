@@ -131,6 +131,13 @@ class Bundle:
         return cls(load_checkpoint(path, ds=ds, device="cpu"), ds, device)
 
     @property
+    def default_drafter(self) -> str:
+        """The drafter a front end opens with: the bundle's `default_drafter` when it names one it has, else the first
+        available (see the checkpoint's README for why a bundle picks one)."""
+        d = self.config.get("default_drafter")
+        return d if d in self.available_drafters else self.available_drafters[0]
+
+    @property
     def available_drafters(self) -> list[str]:
         have = []
         if "specgr_pp" in self.config:
