@@ -5,11 +5,13 @@ renormalise the remaining ones, so a constrained beam as wide as the catalog ret
 (every item scored by its 4-digit log-likelihood). No EOS step: all ids have 4 digits, so the EOS log-prob would only
 add noise to the ranking (the official code's 5th step, specgr.md §10.5).
 
-`expand_beams` is the single step primitive; the SpecGR loop (specgr.speculate) drives it itself, interleaved with
-drafting and verification.
+`Beam` + `beam_step` are the one beam driver: `beam_search` is four steps of it, and the SpecGR loop
+(specgr.speculate) takes one step per round, interleaved with drafting and verification.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -76,11 +78,60 @@ def fit_vocab(allowed: torch.Tensor, V: int) -> torch.Tensor:
     return torch.cat([allowed, allowed.new_zeros(*allowed.shape[:-1], V - Vs)], -1)
 
 
+@dataclass
+class Beam:
+    """W beams per user. tokens (B, W, L) SID tokens, scores (B, W) summed log-probs, valid (B, W);
+    past: the decoder self-attention cache of the beams (per layer (k, v), (B*W, h, L, d_kv)), None at L = 0."""
+
+    tokens: torch.Tensor
+    scores: torch.Tensor
+    valid: torch.Tensor
+    past: list | None = None
+
+    @classmethod
+    def start(cls, B: int, device) -> "Beam":
+        """The empty beam: one length-0 prefix per user with score 0."""
+        return cls(torch.zeros(B, 1, 0, dtype=torch.long, device=device), torch.zeros(B, 1, device=device),
+                   torch.ones(B, 1, dtype=torch.bool, device=device))
+
+    @property
+    def length(self) -> int:
+        return self.tokens.shape[2]
+
+    def index(self, rows: torch.Tensor) -> "Beam":
+        """Keep users `rows` (B',) (compaction of the active set)."""
+        past = None
+        if self.past is not None:
+            B, W = self.scores.shape
+            past = [tuple(t.view(B, W, *t.shape[1:])[rows].reshape(-1, *t.shape[1:]) for t in kv) for kv in self.past]
+        return Beam(self.tokens[rows], self.scores[rows], self.valid[rows], past)
+
+
+def beam_step(model: TIGER, sids, state: EncoderState, beam: Beam, width: int, in_sample_only: bool = False,
+              constrained: bool = True) -> Beam:
+    """Extend every user's beams by one digit (KV-cached decoder step + `expand_beams`).
+
+    constrained=True: only extensions towards existing items (the trie, `sids.allowed_next`; in_sample_only keeps to
+    in-sample items). The SpecGR loop calls this once per round; `beam_search` is four calls of it.
+    """
+    B, W, L = beam.tokens.shape
+    last = beam.tokens[..., -1] if L else torch.full((B, W), DECODER_START, dtype=torch.long,
+                                                     device=beam.tokens.device)
+    logp, past = model.decode_step(state, last, beam.past)  # (B, W, V) fp32
+    allowed = None
+    if constrained:
+        allowed = sids.allowed_next(beam.tokens.reshape(B * W, L), in_sample_only=in_sample_only)
+        allowed = fit_vocab(allowed.to(logp.device).view(B, W, -1), logp.shape[-1])
+    tokens, scores, valid, parent = expand_beams(logp, beam.scores, beam.tokens, width, allowed, beam.valid,
+                                                 return_parent=True)
+    return Beam(tokens, scores, valid, reorder_cache(past, parent) if L + 1 < N_DIGITS else None)
+
+
 @torch.no_grad()
 def beam_search(model: TIGER, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, sids,
                 width: int = 50, k: int | None = None, constrained: bool = True, in_sample_only: bool = False,
                 state: EncoderState | None = None):
-    """Top-k semantic ids per user by beam search.
+    """Top-k semantic ids per user by beam search: four `beam_step`s from the empty beam.
 
     input_ids, attention_mask (B, T) (or a precomputed `state`); sids: SemanticIDs (trie + lookup).
     constrained=True: only tokens that extend a valid id (sids.allowed_next; in_sample_only restricts to in-sample
@@ -93,25 +144,10 @@ def beam_search(model: TIGER, input_ids: torch.Tensor | None, attention_mask: to
     if state is None:
         state = model.encoder_state(model.encode(input_ids, attention_mask), attention_mask)
     B = state.batch_size
-    dev = state.mask.device
-    V = model.vocab_size
-    tokens = torch.zeros(B, 1, 0, dtype=torch.long, device=dev)
-    scores = torch.zeros(B, 1, device=dev)
-    valid = torch.ones(B, 1, dtype=torch.bool, device=dev)
-    last = torch.full((B, 1), DECODER_START, dtype=torch.long, device=dev)
-    past = None
-    for step in range(N_DIGITS):
-        lp, past = model.decode_step(state, last, past)
-        allowed = None
-        if constrained:
-            W = tokens.shape[1]
-            allowed = sids.allowed_next(tokens.reshape(B * W, step), in_sample_only=in_sample_only)
-            allowed = fit_vocab(allowed.to(dev).view(B, W, -1), V)
-        tokens, scores, valid, parent = expand_beams(lp, scores, tokens, width, allowed, valid, return_parent=True)
-        if step < N_DIGITS - 1:
-            past = reorder_cache(past, parent)
-            last = tokens[..., -1]
-    items = sids.lookup(tokens.reshape(-1, N_DIGITS), in_sample_only=in_sample_only).to(dev).view(B, -1)
-    items = items.masked_fill(~valid, -1)
+    beam = Beam.start(B, state.mask.device)
+    for _ in range(N_DIGITS):
+        beam = beam_step(model, sids, state, beam, width, in_sample_only, constrained)
+    items = sids.lookup(beam.tokens.reshape(-1, N_DIGITS), in_sample_only=in_sample_only).to(beam.tokens.device)
+    items = items.view(B, -1).masked_fill(~beam.valid, -1)
     K = k or width
-    return items[:, :K], scores[:, :K], tokens[:, :K]
+    return items[:, :K], beam.scores[:, :K], beam.tokens[:, :K]
