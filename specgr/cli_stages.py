@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from specgr.utils import resolve_device
+
 
 def _table(title, rows, cols):
     from specgr.cli import _print_table
@@ -73,13 +75,11 @@ def _rec_cfg(a, bundle, method):
 
 
 def cmd_evaluate(a):
-    import torch
-
     from specgr.bundle import Bundle
     from specgr.evaluate import evaluate, format_result, write_json
     from specgr.recommenders import make_recommender
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    device = str(resolve_device(a.device))
     b = Bundle.load(a.checkpoint, data_root=a.data_root, device=device)
     cfg = _rec_cfg(a, b, a.method)
     sasrec = None
@@ -101,13 +101,12 @@ def cmd_evaluate(a):
 
 def cmd_sweep(a):
     import pandas as pd
-    import torch
 
     from specgr.bundle import Bundle
     from specgr.evaluate import evaluate
     from specgr.recommenders import make_recommender
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    device = str(resolve_device(a.device))
     b = Bundle.load(a.checkpoint, data_root=a.data_root, device=device)
     rows = b.ds.rows(a.split)
     out = []

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from specgr.config import apply_overrides, config_hash, from_dict, load_preset
+from specgr.utils import resolve_device
 
 STAGES = ("prepare", "sid", "tiger", "specgr_pp", "aux", "sasrec", "export", "tune", "evaluate")
 
@@ -122,7 +123,7 @@ class Pipeline:
         self.data_root, self.results_root = Path(data_root), Path(results_root)
         self.run_dir = Path(run_root) / self.ds_name
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = str(resolve_device(device))
         self.log = log
         self.hashes: dict[str, str] = {}
         self.timings: dict[str, float] = {}

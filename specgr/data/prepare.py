@@ -11,7 +11,8 @@ from specgr.data.download import verified_path
 from specgr.data.processed import ProcessedDataset, model_slug, write_processed
 from specgr.data.registry import get_dataset
 from specgr.data.split import SplitConfig, split_interactions
-from specgr.text import DEFAULT_MODEL, embed_texts, pick_device
+from specgr.text import DEFAULT_MODEL, embed_texts
+from specgr.utils import resolve_device
 
 
 def load_raw(name: str, mirror=None, interactions=None, items=None):
@@ -59,7 +60,7 @@ def prepare(name: str, out_root: str | Path = "data/processed", split: str | Non
     if text_model:
         t = time.perf_counter()
         texts = res.items["text"].tolist()
-        print(f"embedding {len(texts):,} item texts with {text_model} on {pick_device(device)} (once: the result is "
+        print(f"embedding {len(texts):,} item texts with {text_model} on {resolve_device(device)} (once: the result is "
               "cached)", flush=True)
         embeddings[text_model] = embed_texts(texts, text_model, device=device)
         timings["embed"] = time.perf_counter() - t

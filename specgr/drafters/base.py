@@ -21,7 +21,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from specgr.retrieval import RetrievalIndex, resolve_device
+from specgr.retrieval import RetrievalIndex
+from specgr.utils import resolve_device
 
 
 @runtime_checkable

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from specgr.sid.kmeans import kmeans, nearest, resolve_device
+from specgr.sid.kmeans import kmeans, nearest
+from specgr.utils import resolve_device
 
 
 @dataclass

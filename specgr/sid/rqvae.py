@@ -22,7 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from specgr.sid.kmeans import kmeans, nearest, resolve_device
+from specgr.sid.kmeans import kmeans, nearest
+from specgr.utils import resolve_device
 
 log = logging.getLogger(__name__)
 
