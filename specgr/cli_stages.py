@@ -84,9 +84,9 @@ def cmd_evaluate(a):
     cfg = _rec_cfg(a, b, a.method)
     sasrec = None
     if a.method == "sasrec":
-        from specgr.train.sasrec import load_sasrec
+        from specgr.drafters.sasrec import load_sasrec
 
-        sasrec = load_sasrec(a.sasrec, device=device)
+        sasrec = load_sasrec(a.sasrec, ds=b.ds, device=device)
     fn = make_recommender(b, a.method, cfg, k=a.k or 50, sasrec=sasrec)
     r = evaluate(fn, b.ds.rows(a.split), b.ds.n_in_sample, a.method, b.ds.name, a.split, batch_size=a.batch_size,
                  device=device, params=cfg.to_dict() if cfg else {}, max_rows=a.max_rows)

@@ -24,7 +24,8 @@ def from_dict(cls, d: dict | None):
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(d) - set(names)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; valid keys: {sorted(names)}")
+        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; valid keys: {sorted(names)}. Fix: correct "
+                         "the key (in the preset section or the --set override).")
     kw = {}
     for k, v in d.items():
         t = names[k].type

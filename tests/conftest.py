@@ -18,7 +18,7 @@ from specgr.data.split import SplitConfig, split_interactions
 TINY_TEXT_MODEL = "tiny-random"
 
 
-def make_tiny_interactions(n_users=60, n_items=48, n_clusters=4, seed=0):
+def make_tiny_interactions(n_users=60, n_items=72, n_clusters=4, seed=0):
     rng = np.random.default_rng(seed)
     cluster = np.arange(n_items) % n_clusters
     # item "release" time: later ids appear later, so the last ones are unseen at the train cut

@@ -1,6 +1,6 @@
 """Item-id histories -> TIGER token sequences, vectorised (whole splits are pre-tokenised in one call).
 
-Encoder input (specgr.md §3): [BOS, 4 SID tokens of each history item in order, EOS], right-padded with PAD=0 to
+Encoder input (docs/METHOD.md §3): [BOS, 4 SID tokens of each history item in order, EOS], right-padded with PAD=0 to
 2 + 4H tokens (82 for H=20). Labels: the target's 4 SID tokens + EOS. No user token (the paper has none).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PAD, BOS, EOS = 0, 1, 2  # same layout as specgr.sid.semantic_ids
+from specgr.sid.semantic_ids import BOS, EOS, PAD  # noqa: F401 - the token layout is defined there only
 
 
 def _as_long(x) -> torch.Tensor:

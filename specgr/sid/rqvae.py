@@ -1,6 +1,6 @@
 """RQ-VAE tokenizer (TIGER / SpecGR): MLP autoencoder with a 3-level residual quantizer in the latent space.
 
-Differences from the official code (docs: /work/shared/reference/specgr.md section 2.2), on purpose:
+Differences from the official code (docs/METHOD.md §2), on purpose:
 - k-means init of every level on the (untrained) encoder outputs / residuals, with the (C, D) centroid matrix used
   as is (the official code reshapes (C, D) -> (D, C), which scrambles the init);
 - dead-code restarts (a code unused for an epoch is moved onto a random current residual);

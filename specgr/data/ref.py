@@ -1,0 +1,90 @@
+"""DatasetRef: which data a processed dataset holds (source, split) and what it is called (name).
+
+The name is the folder `data/processed/<name>/`, and it is what `--dataset` means everywhere: `specgr prepare` writes
+that folder, every stage reads it (runs/<name>/), a bundle records it, results go to results/<name>/, and the app
+and the error messages use it. One dataset, one name: the leave-one-out split of amazon2014-beauty is
+`amazon2014-beauty-loo`, from `prepare` to the results.
+
+    DatasetRef.resolve("amazon2014-beauty", split="loo")   # -> (amazon2014-beauty, loo, amazon2014-beauty-loo)
+    DatasetRef.resolve("amazon2014-beauty-loo")            # the same
+    DatasetRef.of_folder("amazon2014-beauty-loo", "data/processed")   # from its manifest when it is prepared
+
+The manifest stores the ref (key "ref"); manifests written before it have "dataset" (the source) and "split"
+(its method), and the name is the folder's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SPLIT_METHODS = ("timestamp", "loo", "upstream")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    source: str  # the registered dataset it was made from (`specgr datasets`), or the name of your own catalog
+    split: str  # timestamp | loo | upstream (specgr.data.split.SplitConfig.method)
+    name: str  # the processed folder, data/processed/<name>/: what --dataset names
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict, folder: str | Path) -> "DatasetRef":
+        """The ref of a prepared dataset; the name is the folder's (where it lives is what names it)."""
+        name = Path(folder).name
+        if "ref" in manifest:
+            return cls(manifest["ref"]["source"], manifest["ref"]["split"], name)
+        return cls(manifest["dataset"], manifest["split"]["method"], name)  # manifests before DatasetRef
+
+    @classmethod
+    def resolve(cls, dataset: str, split: str | None = None, name: str | None = None,
+                own_catalog: bool = False) -> "DatasetRef":
+        """The ref of `specgr prepare --dataset DATASET [--split SPLIT] [--name NAME]`.
+
+        DATASET is a registered dataset, the same with its split appended (amazon2014-beauty-loo), or, with
+        own_catalog, any name for your catalog. The folder is NAME; else DATASET when DATASET already says its split
+        or the split is the source's default; else DATASET-SPLIT.
+        """
+        if split is not None and split not in SPLIT_METHODS:
+            raise ValueError(f"unknown split {split!r}. Fix: use one of {', '.join(SPLIT_METHODS)}.")
+        if own_catalog:
+            return cls(dataset, split or "timestamp", name or dataset)
+        source, implied = _parse(dataset)
+        if split and implied and split != implied:
+            raise ValueError(f"--dataset {dataset} is the {implied} split, but the {split} split was asked for. "
+                             f"Fix: --dataset {source}-{split} (or --dataset {source} --split {split}).")
+        from specgr.data.registry import DATASETS
+
+        default = DATASETS[source].default_split
+        split = split or implied or default
+        return cls(source, split, name or (dataset if implied or split == default else f"{source}-{split}"))
+
+    @classmethod
+    def of_folder(cls, name: str, root: str | Path) -> "DatasetRef":
+        """The ref of --dataset NAME for the stages after prepare: read from <root>/NAME/manifest.json when it is
+        prepared, else what `specgr prepare --dataset NAME` would make (an unknown NAME is a KeyError with the fix)."""
+        from specgr.checkpoint import read_json
+        from specgr.data.processed import MANIFEST
+
+        f = Path(root) / name / MANIFEST
+        if f.exists():
+            return cls.from_manifest(read_json(f, f"re-run `specgr prepare --dataset {name}`."), f.parent)
+        try:
+            return cls.resolve(name)
+        except KeyError:
+            raise FileNotFoundError(
+                f"no processed dataset at {f.parent}, and {name!r} is not a registered dataset. Fix: prepare it, "
+                f"`specgr prepare --dataset {name} --interactions FILE.csv --items FILE.csv` for your own catalog "
+                "(`specgr datasets` lists the registered ones), or pass the right --dataset / --data-root.") from None
+
+
+def _parse(dataset: str) -> tuple[str, str | None]:
+    """A registered dataset name, possibly with a split appended -> (source, the split it names or None)."""
+    from specgr.data.registry import DATASETS, get_dataset
+
+    for s in SPLIT_METHODS:
+        if dataset.endswith(f"-{s}") and dataset[: -len(s) - 1] in DATASETS:
+            return dataset[: -len(s) - 1], s
+    return get_dataset(dataset).name, None  # an unknown name: KeyError with the registered names and the fix
