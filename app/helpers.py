@@ -333,9 +333,18 @@ def results_dir(results_root: str, dataset: str) -> Path:
     return Path(results_root) / dataset
 
 
+# flatten_result's keys -> the results table's column names
+TABLE_COLUMNS = {"overall_recall@10": "recall@10", "overall_ndcg@10": "ndcg@10", "overall_recall@50": "recall@50",
+                 "overall_ndcg@50": "ndcg@50", "in_sample_recall@50": "in-sample recall@50",
+                 "unseen_recall@50": "unseen recall@50", "acceptance_rate": "acceptance rate", "rounds": "rounds",
+                 "recs_per_s": "recs/s"}
+
+
 def method_table(rdir: Path) -> pd.DataFrame:
     """results/<dataset>/<method>.json (shared evaluator output) -> one row per method."""
     import json
+
+    from specgr.evaluate import GROUPS, flatten_result
 
     rows = []
     for f in sorted(rdir.glob("*.json")):
@@ -343,13 +352,9 @@ def method_table(rdir: Path) -> pd.DataFrame:
             d = json.loads(f.read_text())
         except ValueError:
             continue
-        if not isinstance(d, dict) or "overall" not in d:
+        if not isinstance(d, dict) or not all(g in d for g in GROUPS):  # tune.json, stage records, ...
             continue
-        rows.append({"method": d.get("method", f.stem), "recall@10": d["overall"].get("recall@10"),
-                     "ndcg@10": d["overall"].get("ndcg@10"), "recall@50": d["overall"].get("recall@50"),
-                     "ndcg@50": d["overall"].get("ndcg@50"),
-                     "in-sample recall@50": d.get("in_sample", {}).get("recall@50"),
-                     "unseen recall@50": d.get("unseen", {}).get("recall@50"),
-                     "acceptance rate": d.get("mean_acceptance_rate"), "rounds": d.get("mean_rounds"),
-                     "recs/s": d.get("recs_per_s"), "device": d.get("device")})
+        flat = flatten_result(d)
+        rows.append({"method": d.get("method", f.stem), **{name: flat.get(key) for key, name in TABLE_COLUMNS.items()},
+                     "device": d.get("device")})
     return pd.DataFrame(rows)

@@ -186,17 +186,32 @@ class Bundle:
         overrides: SpecGRConfig fields (threshold, draft_size, num_beams, top_k, ...) over the tuned defaults.
         Unknown item ids, empty histories, K larger than the catalog and bad knobs are ValueErrors naming the fix.
         """
+        return self.recommender(drafter, **overrides)(history, hist_len, trace)
+
+    def recommender(self, drafter: str = "encoder", **overrides):
+        """`recommend` with the knobs fixed and checked once: -> fn(history, hist_len, trace=False) -> SpecGRResult,
+        which checks each call's input (for many batches with one configuration)."""
         from specgr.recommenders import check_top_k, validate_history
 
-        validate_history(history, hist_len, self.ds.n_items)
         if drafter == "tiger":
             k, beams = overrides.pop("top_k", 50), overrides.pop("num_beams", None)
             if overrides:
                 raise ValueError(f"plain TIGER takes top_k and num_beams only, not {sorted(overrides)}. Fix: drop "
                                  "them, or choose a SpecGR drafter (encoder, aux, knn).")
-            check_top_k(k, self.ds.n_items)
-            return self.tiger_only(num_beams=max(beams or k, k)).recommend(history, hist_len, k=k)
-        return self.specgr(drafter, **overrides).recommend(history, hist_len, trace=trace)
+            rec = self.tiger_only(num_beams=max(beams or 0, check_top_k(k, self.ds.n_items)))
+
+            def run(history, hist_len, trace):
+                return rec.recommend(history, hist_len, k=k)
+        else:
+            rec = self.specgr(drafter, **overrides)
+
+            def run(history, hist_len, trace):
+                return rec.recommend(history, hist_len, trace=trace)
+
+        def fn(history, hist_len, trace: bool = False):
+            validate_history(history, hist_len, self.ds.n_items)
+            return run(history, hist_len, trace)
+        return fn
 
     # ------------------------------------------------------------------ inductive: brand-new items
     def add_items(self, titles: list[str], descriptions: list[str] | None = None,

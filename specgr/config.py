@@ -66,7 +66,7 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
         p = PRESET_DIR / f"{name_or_path}.yaml"
     if not p.exists():
         have = sorted(x.stem for x in PRESET_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"no preset {name_or_path!r}; presets: {have}, or pass a YAML file path")
+        raise FileNotFoundError(f"no preset {name_or_path!r}. Fix: --preset one of {have}, or a YAML file path.")
     cfg = yaml.safe_load(p.read_text()) or {}
     base = cfg.pop("inherit", None)  # one level of inheritance at most: presets stay flat and readable
     if base:

@@ -139,6 +139,7 @@ class Pipeline:
         return self.ref.name
 
     def _dataset_ref(self):
+        from specgr.data.processed import folder_ref
         from specgr.data.ref import DatasetRef
 
         c = self.cfg
@@ -148,7 +149,7 @@ class Pipeline:
                 return DatasetRef.resolve(c.dataset, c.split)
             except KeyError:  # not a registered dataset: a catalog prepared under that name
                 name = c.dataset
-        ref = DatasetRef.of_folder(name, self.data_root)
+        ref = folder_ref(name, self.data_root)
         if c.split and c.split != ref.split:
             raise ValueError(f"the preset asks for the {c.split} split, but --dataset {name} is the {ref.split} split "
                              f"of {ref.source}. Fix: --dataset {ref.source}-{c.split} (prepared with `specgr prepare "

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import build_tiny_dataset, build_untrained_bundle
-from specgr.data.processed import ProcessedDataset
+from specgr.data.processed import ProcessedDataset, folder_ref
 from specgr.data.ref import DatasetRef
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def test_dataset_identity_in_the_manifest(tmp_path):
     (ds.path / "manifest.json").write_text(json.dumps(m))
     old = ProcessedDataset.load(ds.path)
     assert old.ref == DatasetRef("tiny", "loo", "tiny-loo") and old.name == "tiny-loo"
-    assert DatasetRef.of_folder("tiny-loo", tmp_path) == old.ref
+    assert folder_ref("tiny-loo", tmp_path) == old.ref
 
 
 def test_dataset_identity_of_the_stages(tmp_path, capsys):

@@ -151,6 +151,21 @@ class ProcessedDataset:
         return ids
 
 
+def folder_ref(name: str, root: str | Path = DEFAULT_ROOT) -> DatasetRef:
+    """The DatasetRef of --dataset NAME for the stages after prepare: from <root>/NAME/manifest.json when it is
+    prepared, else what `specgr prepare --dataset NAME` would make (a name that is neither: FileNotFoundError)."""
+    f = Path(root) / name / MANIFEST
+    if f.exists():
+        return DatasetRef.from_manifest(read_json(f, f"re-run `specgr prepare --dataset {name}`."), f.parent)
+    try:
+        return DatasetRef.resolve(name)
+    except KeyError:
+        raise FileNotFoundError(
+            f"no processed dataset at {f.parent}, and {name!r} is not a registered dataset. Fix: prepare it, "
+            f"`specgr prepare --dataset {name} --interactions FILE.csv --items FILE.csv` for your own catalog "
+            "(`specgr datasets` lists the registered ones), or pass the right --dataset / --data-root.") from None
+
+
 def fingerprint(items: pd.DataFrame, rows: dict[str, dict[str, np.ndarray]], n_in_sample: int) -> str:
     """Hash of the item catalog order and the split targets: a checkpoint trained on another dataset won't match."""
     h = hashlib.sha256()

@@ -7,7 +7,7 @@ and the error messages use it. One dataset, one name: the leave-one-out split of
 
     DatasetRef.resolve("amazon2014-beauty", split="loo")   # -> (amazon2014-beauty, loo, amazon2014-beauty-loo)
     DatasetRef.resolve("amazon2014-beauty-loo")            # the same
-    DatasetRef.of_folder("amazon2014-beauty-loo", "data/processed")   # from its manifest when it is prepared
+    specgr.data.processed.folder_ref("amazon2014-beauty-loo", "data/processed")   # from its manifest, if prepared
 
 The manifest stores the ref (key "ref"); manifests written before it have "dataset" (the source) and "split"
 (its method), and the name is the folder's.
@@ -60,24 +60,6 @@ class DatasetRef:
         default = DATASETS[source].default_split
         split = split or implied or default
         return cls(source, split, name or (dataset if implied or split == default else f"{source}-{split}"))
-
-    @classmethod
-    def of_folder(cls, name: str, root: str | Path) -> "DatasetRef":
-        """The ref of --dataset NAME for the stages after prepare: read from <root>/NAME/manifest.json when it is
-        prepared, else what `specgr prepare --dataset NAME` would make (an unknown NAME is a KeyError with the fix)."""
-        from specgr.checkpoint import read_json
-        from specgr.data.processed import MANIFEST
-
-        f = Path(root) / name / MANIFEST
-        if f.exists():
-            return cls.from_manifest(read_json(f, f"re-run `specgr prepare --dataset {name}`."), f.parent)
-        try:
-            return cls.resolve(name)
-        except KeyError:
-            raise FileNotFoundError(
-                f"no processed dataset at {f.parent}, and {name!r} is not a registered dataset. Fix: prepare it, "
-                f"`specgr prepare --dataset {name} --interactions FILE.csv --items FILE.csv` for your own catalog "
-                "(`specgr datasets` lists the registered ones), or pass the right --dataset / --data-root.") from None
 
 
 def _parse(dataset: str) -> tuple[str, str | None]:
