@@ -347,10 +347,9 @@ class Pipeline:
             from specgr.sid.build import load_sid_artifacts
 
             sids, tok, sc = load_sid_artifacts(self.ds.path, self.cfg.sid_cfg().method, device="cpu")
-            # the bundle's components are the stage directories' (the aux stage is optional)
-            stages = {"tiger": "tiger", "specgr_pp": "specgr_pp", "aux": "aux"}
-            comps = {name: self._stage_dir(s) for name, s in stages.items()
-                     if name != "aux" or (self._stage_dir(s) / "stage.json").exists()}
+            # each stage directory holds the component of its name; the aux stage is optional
+            comps = {name: self._stage_dir(name) for name in ("tiger", "specgr_pp", "aux")
+                     if name != "aux" or (self._stage_dir(name) / "stage.json").exists()}
             export_bundle(self._stage_dir("export") / "bundle", self.ds, sids, tok, sc, comps,
                           text_model=self.cfg.text_model, specgr_defaults=specgr_defaults or {}, metrics=metrics)
             self._cache.pop("bundle", None)

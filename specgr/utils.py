@@ -1,7 +1,9 @@
-"""Device helpers shared by the whole package: which torch device to run on, and whether faiss is installed."""
+"""Device helpers shared by the whole package: which torch device to run on, ids as long tensors on a device, and
+whether faiss is installed."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -25,6 +27,13 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} GPU(s) visible. Fix: use "
                              f"cuda:0..cuda:{torch.cuda.device_count() - 1}.")
     return dev
+
+
+def as_long(x, device=None) -> torch.Tensor:
+    """ndarray / list / tensor of ids -> LongTensor (on `device`, or where it is; numpy and lists: the CPU)."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device if device is not None else x.device, dtype=torch.long)
+    return torch.as_tensor(np.ascontiguousarray(np.asarray(x)), dtype=torch.long, device=device)
 
 
 def has_faiss() -> bool:

@@ -17,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from specgr.data.tokenize import history_tokens
-from specgr.drafters.base import EmbeddingDrafter, as_long
+from specgr.drafters.base import EmbeddingDrafter
+from specgr.utils import as_long
 from specgr.retrieval import RetrievalIndex
 from specgr.sid.semantic_ids import BOS, EOS
 

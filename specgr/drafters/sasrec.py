@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from specgr.drafters.base import EmbeddingDrafter, as_long
+from specgr.drafters.base import EmbeddingDrafter
+from specgr.utils import as_long
 from specgr.models.sequence import SequenceEncoder, encoder_config
 from specgr.retrieval import RetrievalIndex
 

@@ -18,7 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from specgr.drafters.base import EmbeddingDrafter, as_long
+from specgr.drafters.base import EmbeddingDrafter
+from specgr.utils import as_long
 from specgr.models.sequence import SequenceEncoder, encoder_config
 from specgr.retrieval import RetrievalIndex
 

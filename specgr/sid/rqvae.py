@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from specgr.config import from_dict
 from specgr.sid.kmeans import kmeans, nearest
 from specgr.utils import resolve_device
 
@@ -299,7 +300,7 @@ class RQVAETokenizer:
         if sd.get("kind") != self.kind:
             raise ValueError(f"not an rqvae state dict (kind={sd.get('kind')!r})")
         dev = self.cfg.device
-        self.cfg = RQVAEConfig(**{**sd["config"], "device": dev})
+        self.cfg = from_dict(RQVAEConfig, {**sd["config"], "device": dev})  # strict: unknown keys are an error
         self._build(int(sd["input_dim"]))
         self.model.load_state_dict(sd["weights"])
         return self
