@@ -138,11 +138,15 @@ class Bundle:
         """SpecGR++ verifies with its own model; the other drafters plug into the plain TIGER."""
         return self.pp_model if drafter == "encoder" else self.tiger
 
-    def drafter(self, name: str):
+    def _check_drafter(self, name: str) -> str:
         if name not in self.available_drafters:
             raise ValueError(f"unknown drafter {name!r} for {self.path}. Fix: choose one of "
                              f"{', '.join(self.available_drafters)}.")
+        return name
+
+    def drafter(self, name: str):
         if name not in self._drafters:
+            self._check_drafter(name)
             if name == "encoder":
                 from specgr.drafters.encoder import EncoderDrafter
 
@@ -164,8 +168,8 @@ class Bundle:
         """The SpecGRConfig of `drafter`: the bundle's tuned defaults, then `overrides` (bad values: ValueError)."""
         from specgr.recommenders import specgr_config
 
-        self.drafter(drafter)  # an unknown drafter is an error here, before any config
-        return specgr_config(self.specgr_defaults.get(drafter, {}), drafter, n_items=self.ds.n_items, **overrides)
+        return specgr_config(self.specgr_defaults.get(self._check_drafter(drafter), {}), drafter,
+                             n_items=self.ds.n_items, **overrides)
 
     def specgr(self, drafter: str = "encoder", cfg=None, **overrides):
         """A SpecGR recommender: cfg, or the tuned defaults of `drafter` with `overrides` (specgr_config)."""

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from specgr.data.registry import DATASETS, get_dataset
+
 SPLIT_METHODS = ("timestamp", "loo", "upstream")
 
 
@@ -55,8 +57,6 @@ class DatasetRef:
         if split and implied and split != implied:
             raise ValueError(f"--dataset {dataset} is the {implied} split, but the {split} split was asked for. "
                              f"Fix: --dataset {source}-{split} (or --dataset {source} --split {split}).")
-        from specgr.data.registry import DATASETS
-
         default = DATASETS[source].default_split
         split = split or implied or default
         return cls(source, split, name or (dataset if implied or split == default else f"{source}-{split}"))
@@ -64,8 +64,6 @@ class DatasetRef:
 
 def _parse(dataset: str) -> tuple[str, str | None]:
     """A registered dataset name, possibly with a split appended -> (source, the split it names or None)."""
-    from specgr.data.registry import DATASETS, get_dataset
-
     for s in SPLIT_METHODS:
         if dataset.endswith(f"-{s}") and dataset[: -len(s) - 1] in DATASETS:
             return dataset[: -len(s) - 1], s
