@@ -48,24 +48,23 @@ class LoadError(Exception):
         self.command = command
 
 
-def checkpoint_dataset(checkpoint: str) -> str | None:
-    """The dataset name a bundle directory was trained on (None when there is no bundle there)."""
-    import json
+def checkpoint_dataset(checkpoint: str, data_root: str = DEFAULT_DATA_ROOT) -> str | None:
+    """The name of the processed dataset a bundle directory was exported from, i.e. its folder under data_root and
+    its results/<name>/ (None when there is no readable bundle there)."""
+    from specgr.bundle import dataset_folder
 
-    cfg = Path(checkpoint) / "config.json"
-    if not cfg.exists():
-        return None
     try:
-        return json.loads(cfg.read_text())["config"]["dataset"]
+        folder = dataset_folder(checkpoint, data_root)
     except (ValueError, KeyError):
         return None
+    return None if folder is None else folder.name
 
 
 def load_bundle(checkpoint: str, data_root: str):
     """Bundle.load with friendly errors (LoadError carries the exact command that fixes the problem)."""
     from specgr.bundle import Bundle
 
-    name = checkpoint_dataset(checkpoint)
+    name = checkpoint_dataset(checkpoint, data_root)
     if name is None:
         demo = Path(checkpoint).resolve() == Path(DEFAULT_CHECKPOINT).resolve()
         cmd = (f"git checkout -- {DEFAULT_CHECKPOINT}   # the shipped demo checkpoint (git lfs pull if it is a pointer)"
@@ -92,10 +91,8 @@ def load_bundle(checkpoint: str, data_root: str):
 def warm_up(b, drafter: str) -> None:
     """Build one drafter and run its recommender once, so its first interaction is as fast as the rest (the other
     drafters are built when first chosen: a second or so each, instead of all at start)."""
-    from specgr.speculate import SpecGRConfig
-
     h, hl = np.array([[0]]), np.array([1])
-    b.specgr(drafter, SpecGRConfig(**b.specgr_defaults.get(drafter, {}))).recommend(h, hl, trace=True)
+    b.recommend(h, hl, drafter, trace=True)
     b.tiger_only(10).recommend(h, hl, k=10)
 
 
@@ -105,7 +102,7 @@ def tuned_knobs(b, drafter: str, delta_max: int) -> dict:
     return {"gamma": float(np.clip(round(t.get("threshold", -1.4), 1), -8.0, 0.0)),
             "delta": int(np.clip(t.get("draft_size", 50), 1, delta_max)),
             "beta": int(np.clip(t.get("num_beams", 30), 1, 100)),
-            "k": int(np.clip(t.get("top_k", 50), 1, 100))}
+            "k": int(np.clip(t.get("top_k", 50), 1, min(100, b.ds.n_items)))}
 
 
 def knobs_text(knobs: dict) -> str:
@@ -183,7 +180,6 @@ def recommend(b, history: list[int], drafter: str, gamma: float, delta: int, bet
               tiger_only: bool = False) -> Run:
     """The app's one model call per interaction. Raises ValueError with a friendly message on bad input."""
     from specgr.recommenders import validate_history
-    from specgr.speculate import SpecGRConfig
 
     hist = np.asarray(history, dtype=np.int64)[None, -20:]  # the models see the last 20 items (max_history)
     hl = np.array([hist.shape[1]])
@@ -199,9 +195,7 @@ def recommend(b, history: list[int], drafter: str, gamma: float, delta: int, bet
         items = r.items[0].cpu().numpy()
         ok = items >= 0
         return Run(None, items[ok], r.scores[0].cpu().numpy()[ok], ["beam"] * int(ok.sum()), ms, None)
-    base = dict(b.specgr_defaults.get(drafter, {}))
-    cfg = SpecGRConfig(**{**base, "threshold": float(gamma), "draft_size": int(delta), "num_beams": int(beta),
-                          "top_k": int(k)})
+    cfg = b.specgr_config(drafter, threshold=float(gamma), draft_size=int(delta), num_beams=int(beta), top_k=int(k))
     rec = b.specgr(drafter, cfg)
     t = time.perf_counter()
     r = rec.recommend(hist, hl, trace=True)
@@ -363,9 +357,18 @@ def results_dir(results_root: str, dataset: str) -> Path:
     return Path(results_root) / dataset
 
 
+# flatten_result's keys -> the results table's column names
+TABLE_COLUMNS = {"overall_recall@10": "recall@10", "overall_ndcg@10": "ndcg@10", "overall_recall@50": "recall@50",
+                 "overall_ndcg@50": "ndcg@50", "in_sample_recall@50": "in-sample recall@50",
+                 "unseen_recall@50": "unseen recall@50", "acceptance_rate": "acceptance rate", "rounds": "rounds",
+                 "recs_per_s": "recs/s"}
+
+
 def method_table(rdir: Path) -> pd.DataFrame:
     """results/<dataset>/<method>.json (shared evaluator output) -> one row per method."""
     import json
+
+    from specgr.evaluate import GROUPS, flatten_result
 
     rows = []
     for f in sorted(rdir.glob("*.json")):
@@ -373,13 +376,9 @@ def method_table(rdir: Path) -> pd.DataFrame:
             d = json.loads(f.read_text())
         except ValueError:
             continue
-        if not isinstance(d, dict) or "overall" not in d:
+        if not isinstance(d, dict) or not all(g in d for g in GROUPS):  # tune.json, stage records, ...
             continue
-        rows.append({"method": d.get("method", f.stem), "recall@10": d["overall"].get("recall@10"),
-                     "ndcg@10": d["overall"].get("ndcg@10"), "recall@50": d["overall"].get("recall@50"),
-                     "ndcg@50": d["overall"].get("ndcg@50"),
-                     "in-sample recall@50": d.get("in_sample", {}).get("recall@50"),
-                     "unseen recall@50": d.get("unseen", {}).get("recall@50"),
-                     "acceptance rate": d.get("mean_acceptance_rate"), "rounds": d.get("mean_rounds"),
-                     "recs/s": d.get("recs_per_s"), "device": d.get("device")})
+        flat = flatten_result(d)
+        rows.append({"method": d.get("method", f.stem), **{name: flat.get(key) for key, name in TABLE_COLUMNS.items()},
+                     "device": d.get("device")})
     return pd.DataFrame(rows)

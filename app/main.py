@@ -179,7 +179,7 @@ def sidebar():
               help="A draft is accepted when its verification score V (mean per-token log-likelihood) exceeds γ.")
     sb.slider("δ — drafts per round", 1, DELTA_MAX, key="delta")
     sb.slider("β — beam width (guides re-drafting)", 1, 100, key="beta")
-    sb.slider("K — recommendations", 1, 100, key="k")
+    sb.slider("K — recommendations", 1, min(100, B.ds.n_items), key="k")
     sb.button("↺ Tuned values for this drafter", on_click=reset_sliders, width="stretch",
               help=H.knobs_text(H.tuned_knobs(B, s.drafter, DELTA_MAX)))
     n_new = B.ds.n_items - B.ds.n_in_sample

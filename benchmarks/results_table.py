@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+from specgr.evaluate import flatten_result
+
 ORDER = ["sasrec", "drafter-knn", "drafter-aux", "drafter-encoder", "tiger", "specgr-knn", "specgr-aux", "specgr++",
          "specgr-aux_no-redraft", "specgr-aux_no-inductive", "specgr-aux_vnew", "specgr++_no-redraft",
          "specgr++_no-inductive", "specgr++_vnew"]
@@ -16,6 +18,10 @@ NAMES = {"sasrec": "SASRec (ID)", "drafter-knn": "Semantic-KNN drafter alone", "
          "inductive drafting", "specgr++_vnew": "SpecGR++, official v-new loop"}
 
 
+METRIC_COLUMNS = ("overall_recall@10", "overall_recall@50", "overall_ndcg@10", "overall_ndcg@50", "in_sample_recall@10",
+                  "in_sample_recall@50", "in_sample_ndcg@50", "unseen_recall@10", "unseen_recall@50", "unseen_ndcg@50")
+
+
 def table(ds: str, root="results") -> str:
     d = Path(root) / ds
     rows = ["| method | overall R@10 | R@50 | N@10 | N@50 | in-sample R@10 | R@50 | N@50 | unseen R@10 | R@50 | N@50 "
@@ -24,14 +30,12 @@ def table(ds: str, root="results") -> str:
         f = d / f"{m}.json"
         if not f.exists():
             continue
-        r = json.loads(f.read_text())
-        o, i, u = r["overall"], r["in_sample"], r["unseen"]
-        acc = r.get("mean_acceptance_rate")
-        rows.append(f"| {NAMES.get(m, m)} | {o['recall@10']:.4f} | **{o['recall@50']:.4f}** | {o['ndcg@10']:.4f} | "
-                    f"**{o['ndcg@50']:.4f}** | {i['recall@10']:.4f} | {i['recall@50']:.4f} | {i['ndcg@50']:.4f} | "
-                    f"{u['recall@10']:.4f} | {u['recall@50']:.4f} | {u['ndcg@50']:.4f} | "
-                    f"{r['unseen_share_of_recs']:.3f} | {'' if acc is None else f'{acc:.2f}'} | "
-                    f"{r['recs_per_s']:,.0f} |")
+        f = flatten_result(json.loads(f.read_text()))
+        acc = f["acceptance_rate"]
+        cells = [f"{f[k]:.4f}" for k in METRIC_COLUMNS]
+        cells[1], cells[3] = f"**{cells[1]}**", f"**{cells[3]}**"  # overall R@50, N@50
+        rows.append(f"| {NAMES.get(m, m)} | " + " | ".join(cells) + f" | {f['unseen_share']:.3f} | "
+                    f"{'' if acc is None else f'{acc:.2f}'} | {f['recs_per_s']:,.0f} |")
     r = json.loads((d / "tiger.json").read_text())
     rows.append(f"\n{r['n_rows']:,} test rows ({r['n_in_sample']:,} in-sample, {r['n_unseen']:,} unseen targets); "
                 f"device: {r['device']}.")

@@ -1,13 +1,20 @@
 """Self-contained checkpoint directories: everything needed to run a trained model, nothing pickled.
 
+One format for every artifact: a training stage writes one, and a bundle (specgr.bundle) is several components in one
+directory. Each model file owns its component: `save_<model>` writes it, `<model>_from_checkpoint` rebuilds the model
+from `load_checkpoint`'s result (nanoGPT's {model, model_args} idea: the config that builds the module travels with
+its weights).
+
     <dir>/config.json   {"format": "specgr-checkpoint", "version": 1, "dataset_fingerprint": ...,
                          "config": {<component>: {...}}, "weights": {<name>: {"file", "dtype", "n_tensors"}},
                          "sids": "sids.npz" | null, "extra": {...}}
     <dir>/<name>.pt     one state dict per component (torch.save of plain tensors; loaded with weights_only=True)
     <dir>/sids.npz      the SemanticIDs the models were trained with (numpy only)
 
-Components share a directory: TIGER writes "tiger", drafters add their own names later (`save_checkpoint` on an
-existing directory merges config/weights/extra, provided the dataset fingerprint agrees).
+Components share a directory: TIGER writes "tiger", SpecGR++ "specgr_pp", the text drafter "aux", SASRec "sasrec"
+(`save_checkpoint` on an existing directory merges config/weights/extra, provided the dataset fingerprint agrees).
+Every file is read with torch.load(weights_only=True) through `safe_torch_load`, which names the file and the fix when
+it is missing, truncated or not ours.
 """
 
 from __future__ import annotations
@@ -33,13 +40,38 @@ def dataset_fingerprint(ds) -> str:
     return ds.fingerprint
 
 
-def _read_config(path: Path) -> dict | None:
+def read_json(f: Path, fix: str) -> dict:
+    """A JSON file as a dict; a broken file is a ValueError that names it and the fix (not a bare JSONDecodeError)."""
+    try:
+        out = json.loads(Path(f).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{f} cannot be read as JSON ({e}). Fix: {fix}") from None
+    if not isinstance(out, dict):
+        raise ValueError(f"{f} holds a JSON {type(out).__name__}, not an object. Fix: {fix}")
+    return out
+
+
+def safe_torch_load(f, device="cpu", fix: str = "re-create it (re-run the step that wrote it).") -> object:
+    """torch.load(weights_only=True) of one of our files, with errors that name the file and the fix: a missing,
+    truncated or foreign file is a FileNotFoundError / ValueError, never a pickle traceback."""
+    f = Path(f)
+    if not f.exists():
+        raise FileNotFoundError(f"{f} is missing. Fix: {fix}")
+    try:
+        return torch.load(f, map_location=device, weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, unsafe global: one clear line instead of torch's traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{f} cannot be loaded (truncated or not a specgr file: {first}). Fix: {fix}") from None
+
+
+def read_config(path: Path) -> dict | None:
     f = path / CONFIG_FILE
     if not f.exists():
         return None
-    meta = json.loads(f.read_text())
+    meta = read_json(f, "restore the checkpoint directory (re-export it, or `git checkout` a shipped one).")
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{f} is not a specgr checkpoint (format={meta.get('format')!r})")
+        raise ValueError(f"{f} is not a specgr checkpoint (format={meta.get('format')!r}). Fix: pass a directory "
+                         "written by specgr (a stage directory under runs/ or a bundle), or retrain into a fresh one.")
     if meta.get("version", 0) > VERSION:
         raise ValueError(f"{f} has checkpoint version {meta['version']}; this specgr reads <= {VERSION}. "
                          f"Fix: upgrade specgr.")
@@ -79,7 +111,7 @@ def save_checkpoint(path, config: dict, state_dicts: dict, sids=None, dataset_fi
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    meta = _read_config(path) or {"format": FORMAT, "version": VERSION, "dataset_fingerprint": None, "config": {},
+    meta = read_config(path) or {"format": FORMAT, "version": VERSION, "dataset_fingerprint": None, "config": {},
                                   "weights": {}, "sids": None, "extra": {}, "created": time.time()}
     old_fp = meta.get("dataset_fingerprint")
     if old_fp and dataset_fingerprint and old_fp != dataset_fingerprint:
@@ -93,7 +125,7 @@ def save_checkpoint(path, config: dict, state_dicts: dict, sids=None, dataset_fi
         if not name.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"weight name {name!r}: use letters, digits, '_' or '-'")
         tensors, dtypes = _compact(sd, half)
-        torch.save(tensors, path / f"{name}.pt")
+        atomic_torch_save(tensors, path / f"{name}.pt")
         meta["weights"][name] = {"file": f"{name}.pt", "dtypes": dtypes, "stored_half": bool(half),
                                  "n_tensors": len(tensors)}
     if sids is not None:
@@ -136,22 +168,24 @@ def load_checkpoint(path, ds=None, device="cpu", names=None) -> dict:
     "dataset_fingerprint", "extra", "weights"}; state dicts come back in their original dtypes on `device`.
     """
     path = Path(path)
-    meta = _read_config(path)
+    meta = read_config(path)
     if meta is None:
         raise FileNotFoundError(f"no checkpoint at {path} (missing {CONFIG_FILE}). Fix: train one, e.g. "
-                                f"`specgr train --dataset <name>`, or pass the directory that holds config.json.")
+                                f"`specgr train tiger --dataset <name>`, or pass the directory that holds config.json.")
     if ds is not None:
         check_fingerprint(meta, ds, path)
     sds = {}
     for name, w in meta["weights"].items():
         if names is not None and name not in names:
             continue
-        sd = torch.load(path / w["file"], map_location=device, weights_only=True)
+        sd = safe_torch_load(path / w["file"], device, fix=f"restore {path} (re-export or retrain it; `git checkout "
+                             f"{path}` for a shipped checkpoint).")
         if w.get("stored_half"):
             sd = {k: v.to(getattr(torch, w["dtypes"][k])) if v.is_floating_point() else v for k, v in sd.items()}
         sds[name] = sd
     if names is not None and set(names) - set(sds):
-        raise KeyError(f"{path} has no weights {sorted(set(names) - set(sds))}; it has {sorted(meta['weights'])}")
+        raise KeyError(f"{path} has no weights {sorted(set(names) - set(sds))}; it has {sorted(meta['weights'])}. "
+                       "Fix: pass the checkpoint directory that holds them.")
     sids = None
     if meta.get("sids"):
         from specgr.sid.semantic_ids import SemanticIDs
@@ -160,3 +194,16 @@ def load_checkpoint(path, ds=None, device="cpu", names=None) -> dict:
     return {"path": path, "config": meta["config"], "state_dicts": sds, "sids": sids,
             "dataset_fingerprint": meta.get("dataset_fingerprint"), "extra": meta.get("extra", {}),
             "weights": meta["weights"]}
+
+
+def component(ckpt: dict, name: str, fix: str) -> tuple[dict, dict]:
+    """(config, state dict) of component `name` of a loaded checkpoint; a KeyError naming `fix` when absent."""
+    if name not in ckpt["config"] or name not in ckpt["state_dicts"]:
+        raise KeyError(f"{ckpt['path']} has no {name!r} component (it has {sorted(ckpt['config'])}). Fix: {fix}.")
+    return ckpt["config"][name], ckpt["state_dicts"][name]
+
+
+def has_component(path, name: str) -> bool:
+    """Whether the checkpoint directory `path` holds component `name` (no weights are read)."""
+    meta = read_config(Path(path))
+    return meta is not None and name in meta["weights"]

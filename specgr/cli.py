@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-
-def _print_table(title: str, rows, columns=("", "")):
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=title)
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*[str(x) for x in r])
-    Console().print(t)
+from specgr import cli_recommend, cli_stages
+from specgr.cli_common import HelpFormatter, Parser, add_parser, error_message, positive_int, print_table
 
 
 def cmd_download(a):
@@ -30,7 +20,7 @@ def cmd_download(a):
 def cmd_datasets(a):
     from specgr.data.registry import DATASETS
 
-    _print_table("datasets", [(d.name, d.format, d.description) for d in DATASETS.values()],
+    print_table("datasets", [(d.name, d.format, d.description) for d in DATASETS.values()],
                  ("name", "format", "description"))
 
 
@@ -40,38 +30,23 @@ def cmd_prepare(a):
     ds, _ = prepare(a.dataset, a.out, split=a.split, valid_quantile=a.valid_quantile, test_quantile=a.test_quantile,
                     max_history=a.max_history, text_model=None if a.no_embed else a.text_model, mirror=a.mirror,
                     interactions=a.interactions, items=a.items, device=a.device, out_name=a.name)
-    _print_table(f"specgr prepare: {ds.path}", summary_rows(ds), ("", "value"))
+    print_table(f"specgr prepare: {ds.path}", summary_rows(ds), ("", "value"))
     acc = ds.manifest["accounting"]
-    _print_table("data accounting (nothing is dropped silently)",
+    print_table("data accounting (nothing is dropped silently)",
                  [(r["stage"], r["what"], f"{r['count']:,}", r["reason"]) for r in acc],
                  ("stage", "what", "count", "reason"))
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends "(default: X)" only where it tells something: not when the help text already states the default, and
-    not for None or an unset flag."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "default" in text.lower() or action.default is None or action.default is False:
-            return text
-        return super()._get_help_string(action)
-
-
-def add_parser(sub, name: str, text: str, **kw) -> argparse.ArgumentParser:
-    """A subcommand whose one-line summary (in `specgr --help`) is also its own --help description."""
-    return sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter, **kw)
-
-
 def add_data_args(p, own_catalog: bool = True):
     p.add_argument("--dataset", required=True, help="registered dataset name (see `specgr datasets`)" + (
-        " or a name for your own catalog with --interactions/--items" if own_catalog else ""))
+        ", with its split appended for another split (amazon2014-beauty-loo), or a name for your own catalog with "
+        "--interactions/--items; it names the folder data/processed/<name>/" if own_catalog else ""))
     p.add_argument("--mirror", default=None, help="folder holding <dataset>/<file> (overrides $SPECGR_DATA_MIRROR); "
                    "used before any download")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="specgr", description=__doc__, formatter_class=HelpFormatter)
+    ap = Parser(prog="specgr", description=__doc__, formatter_class=HelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = add_parser(sub, "datasets", "list the registered datasets (name, source format, description)")
@@ -85,14 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_parser(sub, "prepare", "split a dataset and embed item text into data/processed/<name>/")
     add_data_args(p)
     p.add_argument("--out", default="data/processed", help="root folder of processed datasets")
-    p.add_argument("--name", default=None, help="output folder name (default: dataset, plus -loo for LOO)")
+    p.add_argument("--name", default=None, help="output folder name (default: the dataset, plus -<split> for a split "
+                   "other than the source's usual one, e.g. amazon2014-beauty-loo)")
     p.add_argument("--split", default=None, choices=["timestamp", "loo", "upstream"],
                    help="timestamp: global cut-offs (the paper); loo: leave-one-out (TIGER); upstream: the files' "
                    "own split (Amazon 2023). Default: timestamp, or upstream for Amazon 2023")
     p.add_argument("--valid-quantile", type=float, default=0.8, help="timestamp split: valid starts at this "
                    "interaction-time quantile")
     p.add_argument("--test-quantile", type=float, default=0.9, help="timestamp split: test starts here")
-    p.add_argument("--max-history", type=int, default=20, help="histories keep the last N items")
+    p.add_argument("--max-history", type=positive_int, default=20, help="histories keep the last N items")
     p.add_argument("--text-model", default="sentence-transformers/all-MiniLM-L6-v2",
                    help="sentence-transformers model for item text (the paper: sentence-transformers/sentence-t5-base)")
     p.add_argument("--no-embed", action="store_true", help="skip the text embeddings")
@@ -101,19 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", default=None, help="your own items CSV (item_id,text)")
     p.set_defaults(fn=cmd_prepare)
 
-    try:  # subcommands of the later stages register themselves here
-        from specgr import cli_stages
-
-        cli_stages.register(sub)
-    except ImportError as e:  # pragma: no cover - only while a stage module is missing
-        if "cli_stages" not in str(e):
-            raise
+    cli_stages.register(sub)  # sid, train, evaluate, sweep, pipeline
+    cli_recommend.register(sub)  # recommend, add-items
     return ap
-
-
-def error_message(e: Exception) -> str:
-    """The message alone: str(KeyError) is the repr of its argument, quotes included."""
-    return str(e.args[0]) if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
 
 
 def main(argv=None) -> int:

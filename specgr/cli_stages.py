@@ -5,18 +5,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from specgr.cli_common import add_parser, bundle_args, positive_int, specgr_knobs
+from specgr.cli_common import print_table as _table
+from specgr.utils import resolve_device
 
-def _table(title, rows, cols):
-    from specgr.cli import _print_table
 
-    _print_table(title, rows, cols)
+def _pipeline_config(a):
+    from specgr.pipeline import load_pipeline_config
+
+    if not (a.dataset or a.preset):
+        raise ValueError("which dataset? Fix: pass --dataset NAME (the folder under --data-root), or a --preset "
+                         "that names its dataset.")
+    return load_pipeline_config(a.preset or a.dataset, a.set, dataset=a.dataset)
 
 
 def _pipeline(a):
-    from specgr.pipeline import Pipeline, load_pipeline_config
+    from specgr.pipeline import Pipeline
 
-    cfg = load_pipeline_config(a.preset or a.dataset, a.set, dataset=a.dataset)
-    return Pipeline(cfg, data_root=a.data_root, run_root=a.runs, results_root=a.results, device=a.device)
+    return Pipeline(_pipeline_config(a), data_root=a.data_root, run_root=a.runs, results_root=a.results,
+                    device=a.device)
 
 
 def cmd_sid(a):
@@ -51,43 +58,36 @@ def cmd_train(a):
 
 
 def _rec_cfg(a, bundle, method):
+    """The SpecGRConfig of a specgr-* method through the front door (Bundle.specgr_config): the bundle's tuned values,
+    then the knobs given; None for the other methods, which take no knob but -k."""
     from specgr.recommenders import SPECGR_METHODS
-    from specgr.speculate import SpecGRConfig
 
     if method not in SPECGR_METHODS:
+        given = [f for f, v in (("--delta", a.delta), ("--beta", a.beta), ("--gamma", a.gamma), ("--vnew", a.vnew),
+                                ("--no-redraft", a.no_redraft), ("--no-inductive", a.no_inductive)) if v]
+        if given:
+            raise ValueError(f"{', '.join(given)}: SpecGR knobs (specgr++, specgr-aux, specgr-knn), which {method} "
+                             "does not have. Fix: drop them, or choose a SpecGR method.")
         return None
-    drafter = SPECGR_METHODS[method]
-    base = dict(bundle.specgr_defaults.get(drafter, {}))
-    for k, v in (("draft_size", a.delta), ("num_beams", a.beta), ("threshold", a.gamma), ("top_k", a.k)):
-        if v is not None:
-            base[k] = v
-    if a.vnew:
-        return SpecGRConfig.official_vnew("encoder" if drafter == "encoder" else "aux", **{
-            k: base[k] for k in ("draft_size", "num_beams", "threshold", "top_k") if k in base})
-    c = SpecGRConfig(**base)
-    if a.no_redraft:
-        c = c.replace(guided_redraft=False)
-    if a.no_inductive:
-        c = c.replace(inductive=False)
-    return c
+    return bundle.specgr_config(SPECGR_METHODS[method], draft_size=a.delta, num_beams=a.beta, threshold=a.gamma,
+                                top_k=a.k, vnew=a.vnew, guided_redraft=False if a.no_redraft else None,
+                                inductive=False if a.no_inductive else None)
 
 
 def cmd_evaluate(a):
-    import torch
-
     from specgr.bundle import Bundle
     from specgr.evaluate import evaluate, format_result, write_json
     from specgr.recommenders import make_recommender
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    device = str(resolve_device(a.device))
     b = Bundle.load(a.checkpoint, data_root=a.data_root, device=device)
     cfg = _rec_cfg(a, b, a.method)
     sasrec = None
-    if a.method == "sasrec":
-        from specgr.train.sasrec import load_sasrec
+    if a.method == "sasrec" and a.sasrec:
+        from specgr.drafters.sasrec import load_sasrec
 
-        sasrec = load_sasrec(a.sasrec, device=device)
-    fn = make_recommender(b, a.method, cfg, k=a.k or 50, sasrec=sasrec)
+        sasrec = load_sasrec(a.sasrec, ds=b.ds, device=device)
+    fn = make_recommender(b, a.method, cfg, k=cfg.top_k if cfg else a.k or 50, sasrec=sasrec)
     r = evaluate(fn, b.ds.rows(a.split), b.ds.n_in_sample, a.method, b.ds.name, a.split, batch_size=a.batch_size,
                  device=device, params=cfg.to_dict() if cfg else {}, max_rows=a.max_rows)
     _table(f"{a.method} on {b.ds.name} {a.split} ({r['n_rows']:,} rows, {r['recs_per_s']:.0f} recs/s, "
@@ -101,16 +101,16 @@ def cmd_evaluate(a):
 
 def cmd_sweep(a):
     import pandas as pd
-    import torch
 
     from specgr.bundle import Bundle
-    from specgr.evaluate import evaluate, result_row
+    from specgr.evaluate import evaluate, flatten_result
     from specgr.recommenders import make_recommender
     from specgr.tune import sweep
 
     if a.gamma is not None or a.delta is not None or a.beta is not None:
-        raise ValueError("sweep takes value lists: use --gammas / --deltas / --betas (not --gamma / --delta / --beta)")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+        raise ValueError("sweep takes value lists. Fix: use --gammas / --deltas / --betas (not --gamma / --delta / "
+                         "--beta)")
+    device = str(resolve_device(a.device))
     b = Bundle.load(a.checkpoint, data_root=a.data_root, device=device)
     rows = b.ds.rows(a.split)
 
@@ -124,16 +124,16 @@ def cmd_sweep(a):
 
     pts = sweep(score, _rec_cfg(a, b, a.method), {"threshold": a.gammas, "draft_size": a.deltas,
                                                    "num_beams": a.betas})
-    df = pd.DataFrame([result_row(p["result"]) for p in pts])
+    df = pd.DataFrame([flatten_result(p["result"], knobs=True) for p in pts])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(a.out, index=False)
     print(f"wrote {a.out} ({len(df)} rows)")
 
 
 def cmd_pipeline(a):
-    from specgr.pipeline import STAGES, load_pipeline_config, run_pipeline
+    from specgr.pipeline import STAGES, run_pipeline
 
-    cfg = load_pipeline_config(a.preset or a.dataset, a.set, dataset=a.dataset)
+    cfg = _pipeline_config(a)
     stages = STAGES if not a.stages else tuple(s.strip() for s in a.stages.split(","))
     bad = set(stages) - set(STAGES)
     if bad:
@@ -144,8 +144,9 @@ def cmd_pipeline(a):
     _table("pipeline wall time", [(k, f"{v:.1f} s") for k, v in p.timings.items()], ("stage", "wall"))
 
 
-def _common(p, dataset_required=True):
-    p.add_argument("--dataset", required=dataset_required, help="processed dataset name (data/processed/<name>)")
+def _common(p):
+    p.add_argument("--dataset", default=None, help="the processed dataset: its folder under --data-root, e.g. "
+                   "amazon2014-beauty-loo (default: the preset's dataset and split)")
     p.add_argument("--preset", default=None, help="YAML preset name in specgr/configs or a path (default: the "
                    "dataset name)")
     p.add_argument("--set", nargs="*", default=None, metavar="SECTION.KEY=VALUE",
@@ -156,30 +157,13 @@ def _common(p, dataset_required=True):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
-def _specgr_knobs(p):
-    p.add_argument("--delta", type=int, default=None, help="δ: items drafted per round (default: the bundle's)")
-    p.add_argument("--beta", type=int, default=None, help="β: beam width guiding re-drafting (default: the bundle's)")
-    p.add_argument("--gamma", type=float, default=None, help="γ: accept a draft iff its mean log-likelihood > γ "
-                   "(default: the bundle's)")
-    p.add_argument("-k", "--k", type=int, default=None, help="K: length of the recommendation list (default: the "
-                   "bundle's, else 50)")
-    p.add_argument("--no-redraft", action="store_true", help="ablation: no guided re-drafting")
-    p.add_argument("--no-inductive", action="store_true", help="ablation: drafts limited to in-sample items")
-    p.add_argument("--vnew", action="store_true", help="the official v-new loop variants (round-3 re-draft, "
-                   "first-K-accepted, prefix-length rule)")
-
-
 def _ckpt_args(p):
-    p.add_argument("--checkpoint", default="checkpoints/amazon2018-game", help="a bundle directory")
-    p.add_argument("--data-root", default="data/processed", help="root of processed datasets")
+    bundle_args(p)
     p.add_argument("--split", default="test", choices=["valid", "test"], help="rows to evaluate on")
-    p.add_argument("--batch-size", type=int, default=256, help="users per batch")
-    p.add_argument("--max-rows", type=int, default=None, help="evaluate the first N rows only")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--max-rows", type=positive_int, default=None, help="evaluate the first N rows only")
 
 
 def register(sub):
-    from specgr.cli import add_parser
     from specgr.recommenders import METHODS
 
     p = add_parser(sub, "sid", "semantic ids (RQ-VAE or RQ-KMeans) for a prepared dataset + quality report")
@@ -203,7 +187,7 @@ def register(sub):
     p = add_parser(sub, "evaluate", "overall / in-sample / unseen Recall & NDCG of a method on a split")
     p.add_argument("--method", required=True, choices=METHODS, help="what to evaluate")
     _ckpt_args(p)
-    _specgr_knobs(p)
+    specgr_knobs(p)
     p.add_argument("--sasrec", default=None, help="SASRec run directory (method sasrec)")
     p.add_argument("--json", default=None, help="write the results JSON (shared schema) here")
     p.set_defaults(fn=cmd_evaluate)
@@ -212,7 +196,7 @@ def register(sub):
     p.add_argument("--method", default="specgr++", choices=["specgr++", "specgr-aux", "specgr-knn"],
                    help="which SpecGR drafter to sweep: SpecGR++ (encoder), SpecGR_Aux (text) or semantic-KNN")
     _ckpt_args(p)
-    _specgr_knobs(p)
+    specgr_knobs(p)
     p.add_argument("--gammas", type=float, nargs="+", default=[-1.2, -1.4, -1.6, -1.8], help="γ values")
     p.add_argument("--deltas", type=int, nargs="+", default=[50], help="δ values")
     p.add_argument("--betas", type=int, nargs="+", default=[30], help="β values")

@@ -24,7 +24,8 @@ def from_dict(cls, d: dict | None):
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(d) - set(names)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; valid keys: {sorted(names)}")
+        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; valid keys: {sorted(names)}. Fix: correct "
+                         "the key (in the preset section or the --set override).")
     kw = {}
     for k, v in d.items():
         t = names[k].type
@@ -65,7 +66,7 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
         p = PRESET_DIR / f"{name_or_path}.yaml"
     if not p.exists():
         have = sorted(x.stem for x in PRESET_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"no preset {name_or_path!r}; presets: {have}, or pass a YAML file path")
+        raise FileNotFoundError(f"no preset {name_or_path!r}. Fix: --preset one of {have}, or a YAML file path.")
     cfg = yaml.safe_load(p.read_text()) or {}
     base = cfg.pop("inherit", None)  # one level of inheritance at most: presets stay flat and readable
     if base:

@@ -38,7 +38,10 @@ def run_recommender(fn: Callable, rows: Rows, batch_size: int = 256, device="cpu
     """-> (ranked (R,K) np.int64, extras {name: (R,) np}, seconds). Timing syncs the GPU (no async under-counting)."""
     from tqdm.auto import tqdm
 
+    check_batching(batch_size, max_rows)
     n = len(rows) if max_rows is None else min(len(rows), max_rows)
+    if n == 0:
+        raise ValueError("no rows to run. Fix: evaluate a split that has rows.")
     outs, extras = [], {}
     elapsed = 0.0
     for s in tqdm(range(0, n, batch_size), disable=not progress, desc="recommend"):
@@ -62,6 +65,7 @@ def evaluate(fn: Callable, rows: Rows, n_in_sample: int, method: str, dataset: s
              batch_size: int = 256, device="cpu", ks=DEFAULT_KS, params: dict | None = None,
              max_rows: int | None = None, progress: bool = True) -> dict:
     """Run `fn` over `rows` and return the results dict in the shared schema (see docs/ARCHITECTURE.md)."""
+    check_batching(batch_size, max_rows)
     if max_rows is not None:
         rows = rows.subset(slice(0, max_rows))
     ranked, extras, secs = run_recommender(fn, rows, batch_size, device, progress)
@@ -82,26 +86,43 @@ def evaluate(fn: Callable, rows: Rows, n_in_sample: int, method: str, dataset: s
     return out
 
 
+def check_batching(batch_size, max_rows=None) -> None:
+    """A batch size and a row limit are whole numbers >= 1 (None: no limit); -5 must not mean "all rows"."""
+    for name, v, flag in (("batch_size", batch_size, "--batch-size"), ("max_rows", max_rows, "--max-rows")):
+        if v is None and name == "max_rows":
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} = {v!r}. Fix: {flag} N with N >= 1" + (" (leave it out for every row)."
+                                                                          if name == "max_rows" else "."))
+
+
+GROUPS = ("overall", "in_sample", "unseen")
+
+
+SPECGR_KNOBS = ("threshold", "draft_size", "num_beams", "new_item_bonus", "fusion_weight", "length_rule", "min_len",
+                "exclude_history")
+
+
+def flatten_result(r: dict, metrics=None, knobs: bool = False) -> dict:
+    """One flat row of a results dict (the shared schema) for tables and CSVs: "<group>_<metric>" for the overall,
+    in-sample and unseen groups (e.g. overall_recall@50; `metrics` keeps a subset, default all), then
+    acceptance_rate, rounds, unseen_share and recs_per_s (None where the method has no such counter).
+    knobs=True puts the method name and its SpecGR knobs (from r["params"]) first (sweeps and tuning tables)."""
+    row = {"method": r["method"], **{k: r.get("params", {}).get(k) for k in SPECGR_KNOBS}} if knobs else {}
+    row.update({f"{g}_{m}": v for g in GROUPS for m, v in r[g].items() if metrics is None or m in metrics})
+    row.update(acceptance_rate=r.get("mean_acceptance_rate"), rounds=r.get("mean_rounds"),
+               unseen_share=r.get("unseen_share_of_recs"), recs_per_s=r.get("recs_per_s"))
+    return row
+
+
 def write_json(result: dict, path: str | Path) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(result, indent=2))
 
 
-def result_row(r: dict, ks=(10, 50)) -> dict:
-    """One flat row of a result (for CSV tables): its SpecGR knobs, Recall/NDCG@ks per group, loop counters, speed."""
-    knobs = ("threshold", "draft_size", "num_beams", "new_item_bonus", "fusion_weight", "length_rule", "min_len",
-             "exclude_history")
-    row = {"method": r["method"], **{k: r.get("params", {}).get(k) for k in knobs}}
-    row.update({f"{g}_{m}@{k}": r[g][f"{m}@{k}"] for g in ("overall", "in_sample", "unseen")
-                for m in ("recall", "ndcg") for k in ks})
-    row.update({"acceptance_rate": r.get("mean_acceptance_rate"), "rounds": r.get("mean_rounds"),
-                "unseen_share": r.get("unseen_share_of_recs"), "recs_per_s": r.get("recs_per_s")})
-    return row
-
-
 def format_result(r: dict, ks=(10, 50)) -> list[tuple]:
     rows = []
-    for g in ("overall", "in_sample", "unseen"):
+    for g in GROUPS:
         rows.append((g, *[f"{r[g][f'{m}@{k}']:.4f}" for m in ("recall", "ndcg") for k in ks]))
     return rows

@@ -1,4 +1,4 @@
-"""Retrieval losses of SpecGR++ (arXiv 2410.02939, sec. 5 of docs/reference): in-batch InfoNCE (stage 1) and
+"""Retrieval losses of SpecGR++ (arXiv 2410.02939; docs/METHOD.md §8): in-batch InfoNCE (stage 1) and
 full-softmax CE over a frozen in-sample item table (stage 2). Embeddings are expected L2-normalised, so logits are
 cosine / tau.
 """

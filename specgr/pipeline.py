@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from specgr.config import apply_overrides, config_hash, from_dict, load_preset
+from specgr.utils import resolve_device
 
 STAGES = ("prepare", "sid", "tiger", "specgr_pp", "aux", "sasrec", "export", "tune", "evaluate")
 
@@ -71,8 +72,9 @@ def variant_config(base, variant: str, drafter: str):
 
 @dataclass
 class PipelineConfig:
-    dataset: str = "amazon2018-game"
+    dataset: str = "amazon2018-game"  # the preset's data: a registered dataset (with `split`), or a prepared catalog
     split: str | None = None  # None = the dataset's default (timestamp / upstream)
+    name: str | None = None  # the processed folder (the CLI's --dataset); None = the one of `dataset` and `split`
     text_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     tiger_preset: str = "games"
     specgr_pp_init: str = "scratch"  # "scratch" (paper) | "tiger": stage 1 starts from the trained TIGER
@@ -92,7 +94,7 @@ class PipelineConfig:
     def sid_cfg(self):
         from specgr.sid.build import SIDConfig
 
-        return SIDConfig.from_dict(self.sid)
+        return from_dict(SIDConfig, self.sid)
 
     def tiger_cfg(self):
         from specgr.models.tiger import tiger_preset
@@ -117,7 +119,7 @@ class PipelineConfig:
         return from_dict(AuxConfig, self.aux), from_dict(AuxTrainConfig, self.aux_train)
 
     def sasrec_cfgs(self):
-        from specgr.models.sasrec import SASRecConfig
+        from specgr.drafters.sasrec import SASRecConfig
         from specgr.train.sasrec import SASRecTrainConfig
 
         return from_dict(SASRecConfig, self.sasrec), from_dict(SASRecTrainConfig, self.sasrec_train)
@@ -135,9 +137,10 @@ class PipelineConfig:
 
 
 def load_pipeline_config(preset: str, overrides: list[str] | None = None, dataset: str | None = None):
+    """The preset with `overrides`; `dataset` (the CLI's --dataset) names the processed folder to run on."""
     d = apply_overrides(load_preset(preset), overrides)
     if dataset:
-        d["dataset"] = dataset
+        d["name"] = dataset
     return from_dict(PipelineConfig, d)
 
 
@@ -148,9 +151,10 @@ class Pipeline:
         # multi-GPU / multi-node (SpecGR++ stages): devices, num_nodes, strategy -> lightning.Trainer
         self.trainer_kwargs = trainer_kwargs or {}
         self.data_root, self.results_root = Path(data_root), Path(results_root)
+        self.ref = self._dataset_ref()
         self.run_dir = Path(run_root) / self.ds_name
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = str(resolve_device(device))
         self.log = log
         self.hashes: dict[str, str] = {}
         self.timings: dict[str, float] = {}
@@ -159,8 +163,26 @@ class Pipeline:
 
     @property
     def ds_name(self) -> str:
+        """The processed folder: data/processed/<name>, runs/<name>, results/<name> (specgr.data.ref)."""
+        return self.ref.name
+
+    def _dataset_ref(self):
+        from specgr.data.processed import folder_ref
+        from specgr.data.ref import DatasetRef
+
         c = self.cfg
-        return c.dataset if c.split in (None, "timestamp", "upstream") else f"{c.dataset}-{c.split}"
+        name = c.name
+        if name is None:  # the preset's dataset and split
+            try:
+                return DatasetRef.resolve(c.dataset, c.split)
+            except KeyError:  # not a registered dataset: a catalog prepared under that name
+                name = c.dataset
+        ref = folder_ref(name, self.data_root)
+        if c.split and c.split != ref.split:
+            raise ValueError(f"the preset asks for the {c.split} split, but --dataset {name} is the {ref.split} split "
+                             f"of {ref.source}. Fix: --dataset {ref.source}-{c.split} (prepared with `specgr prepare "
+                             f"--dataset {ref.source} --split {c.split}`), or another --preset.")
+        return ref
 
     # ------------------------------------------------------------------ stage bookkeeping
     def _stage_dir(self, name: str) -> Path:
@@ -221,23 +243,10 @@ class Pipeline:
             self._cache["tiger"] = m.eval()
         return self._cache["tiger"]
 
-    def specgr_pp(self):
-        """(model, proj, item table, sids) as train_specgr_pp saved them in the stage directory."""
-        if "pp" not in self._cache:
-            from specgr.drafters.encoder import load_specgr_pp
-
-            self._cache["pp"] = load_specgr_pp(self._stage_dir("specgr_pp"), ds=self.ds)
-        return self._cache["pp"]
-
-    def aux(self):
-        from specgr.train.aux import load_aux
-
-        return load_aux(self._stage_dir("aux"), ds=self.ds, device="cpu")
-
     def sasrec(self):
-        from specgr.train.sasrec import load_sasrec
+        from specgr.drafters.sasrec import load_sasrec
 
-        return load_sasrec(self._stage_dir("sasrec"), device=self.device)
+        return load_sasrec(self._stage_dir("sasrec"), ds=self.ds, device=self.device)
 
     def bundle(self):
         from specgr.bundle import Bundle
@@ -248,14 +257,15 @@ class Pipeline:
 
     # ------------------------------------------------------------------ the stages
     def stage_prepare(self, force=False, mirror=None):
-        c = self.cfg
-        h = config_hash({"dataset": c.dataset, "split": c.split, "text_model": c.text_model})
+        c, ref = self.cfg, self.ref
+        h = config_hash({"dataset": ref.source, "split": ref.split, "text_model": c.text_model})
         manifest = self.data_root / self.ds_name / "manifest.json"
 
         def run():
             from specgr.data.prepare import prepare
 
-            ds, t = prepare(c.dataset, self.data_root, split=c.split, text_model=c.text_model, mirror=mirror)
+            ds, t = prepare(ref.source, self.data_root, split=ref.split, text_model=c.text_model, mirror=mirror,
+                            out_name=ref.name)
             return {"timings": t, "fingerprint": ds.fingerprint}
 
         if manifest.exists() and not self._done("prepare", h):
@@ -291,7 +301,9 @@ class Pipeline:
         if (d / f"{sc.method}_report.json").exists():
             made = json.loads((d / f"{sc.method}_report.json").read_text()).get("config", {})
         elif (d / f"{sc.method}_tokenizer.pt").exists():
-            made = torch.load(d / f"{sc.method}_tokenizer.pt", map_location="cpu", weights_only=True)["sid_config"]
+            from specgr.sid.build import load_sid_tokenizer
+
+            made = load_sid_tokenizer(d / f"{sc.method}_tokenizer.pt", "cpu")[1].to_dict()
         else:
             return False
         return all(made.get(k) == getattr(sc, k) for k in ("method", "codebook_size", "levels"))
@@ -326,7 +338,6 @@ class Pipeline:
             # train_specgr_pp writes its checkpoint directory itself (specgr.drafters.encoder.save_specgr_pp)
             _, _, _, info = train_specgr_pp(self.ds, sids, mc, pc, out_dir=self._stage_dir("specgr_pp"),
                                             init_model_state=state, **self.trainer_kwargs)
-            self._cache.pop("pp", None)
             return info
 
         self.run_stage("specgr_pp", h, run, force)
@@ -360,15 +371,14 @@ class Pipeline:
                         specgr_defaults, metrics)
 
         def run():
-            from specgr.bundle import export_bundle
+            from specgr.export import export_bundle
             from specgr.sid.build import load_sid_artifacts
 
             sids, tok, sc = load_sid_artifacts(self.ds.path, self.cfg.sid_cfg().method, device="cpu")
-            m, p, table, _ = self.specgr_pp()
-            aux = self.aux() if (self._stage_dir("aux") / "drafter").exists() else None
-            export_bundle(self._stage_dir("export") / "bundle", self.ds, sids, tok, sc, tiger=self.tiger(),
-                          tiger_cfg=self.cfg.tiger_cfg(), pp_model=m, pp_proj=p, pp_table=table,
-                          pp_cfg={"model": m.cfg.to_dict(), "train": self.cfg.pp_cfg().to_dict()}, aux_drafter=aux,
+            # each stage directory holds the component of its name; the aux stage is optional
+            comps = {name: self._stage_dir(name) for name in ("tiger", "specgr_pp", "aux")
+                     if name != "aux" or (self._stage_dir(name) / "stage.json").exists()}
+            export_bundle(self._stage_dir("export") / "bundle", self.ds, sids, tok, sc, comps,
                           text_model=self.cfg.text_model, specgr_defaults=specgr_defaults or {}, metrics=metrics)
             self._cache.pop("bundle", None)
             return {"path": str(self._stage_dir("export") / "bundle")}
@@ -406,7 +416,7 @@ class Pipeline:
         return rows.subset(idx)
 
     def stage_tune(self, force=False):
-        from specgr.evaluate import result_row
+        from specgr.evaluate import flatten_result
         from specgr.tune import coordinate_search
 
         tc = self.cfg.tune_cfg()
@@ -431,7 +441,7 @@ class Pipeline:
                                                  metric=lambda r: r["overall"][tc.metric], grids=tc.grids,
                                                  max_widen=tc.max_widen, on_edge=tc.on_edge)
                     table += [{"drafter": drafter, "variant": variant, "knob": pt["knob"], "value": pt["value"],
-                               **result_row(pt["result"])} for pt in rec["points"]]
+                               **flatten_result(pt["result"], knobs=True)} for pt in rec["points"]]
                     best.setdefault(drafter, {})[variant] = cfg.to_dict()
                     choices.setdefault(drafter, {})[variant] = rec["choices"]
                     self.log(f"[tune] {tag}: best on valid " + ", ".join(f"{c['knob']}={c['chosen']}" +

@@ -30,22 +30,14 @@ import math
 import numpy as np
 import torch
 
+from specgr.utils import has_faiss, resolve_device  # noqa: F401 - has_faiss: benchmarks import it from here
+
 try:  # optional dependency: the GPU box has no faiss, the torch path is always available
     import faiss  # type: ignore
 except Exception:  # pragma: no cover - depends on the environment
     faiss = None
 
 BACKENDS = ("torch", "faiss", "faiss-ivf", "auto")
-
-
-def has_faiss() -> bool:
-    return faiss is not None
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _as_tensor(x, dtype=torch.float32, device=None) -> torch.Tensor:

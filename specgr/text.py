@@ -22,14 +22,6 @@ MINILM_SAFETENSORS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379ca
 _VERIFIED: set[Path] = set()
 
 
-def pick_device(device: str = "auto") -> str:
-    import torch
-
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def hub_offline() -> bool:
     """True when the Hugging Face libraries are told not to touch the network."""
     return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
@@ -96,7 +88,9 @@ _MODELS: dict[tuple[str, str], object] = {}
 def load_encoder(name: str = DEFAULT_MODEL, device: str = "auto"):
     from sentence_transformers import SentenceTransformer
 
-    device = pick_device(device)
+    from specgr.utils import resolve_device
+
+    device = str(resolve_device(device))
     key = (name, device)
     if key not in _MODELS:
         try:

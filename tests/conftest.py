@@ -18,7 +18,7 @@ from specgr.data.split import SplitConfig, split_interactions
 TINY_TEXT_MODEL = "tiny-random"
 
 
-def make_tiny_interactions(n_users=60, n_items=48, n_clusters=4, seed=0):
+def make_tiny_interactions(n_users=60, n_items=72, n_clusters=4, seed=0):
     rng = np.random.default_rng(seed)
     cluster = np.arange(n_items) % n_clusters
     # item "release" time: later ids appear later, so the last ones are unseen at the train cut
@@ -60,6 +60,28 @@ def build_tiny_dataset(root, name="tiny", method="timestamp", dim=16, seed=0):
     (path / "embeddings").mkdir(exist_ok=True)
     np.save(path / "embeddings" / f"{model_slug(TINY_TEXT_MODEL)}.npy", emb)
     return ProcessedDataset.load(path)
+
+
+def build_untrained_bundle(ds, path, seed=0):
+    """A bundle of untrained models (TIGER + SpecGR++, rqkmeans semantic ids) for `ds`, exported the way the pipeline
+    does it, in a second or so: for tests of loading and plumbing, not of quality."""
+    import torch
+
+    from specgr.drafters.encoder import Projection, encode_item_table, save_specgr_pp
+    from specgr.export import export_bundle
+    from specgr.models.tiger import TIGER, save_tiger, tiger_preset
+    from specgr.sid.build import SIDConfig, build_semantic_ids
+
+    sc = SIDConfig(method="rqkmeans", codebook_size=8, on_overflow="grow", device="cpu")
+    sids, tok, _ = build_semantic_ids(ds.embeddings(), ds.n_in_sample, sc)
+    torch.manual_seed(seed)
+    tiger, pp = TIGER(tiger_preset("tiny"), sids.vocab_size), TIGER(tiger_preset("tiny"), sids.vocab_size)
+    proj = Projection(pp.cfg.d_model, 16)
+    stages = path.parent / f"{path.name}_stages"
+    save_tiger(stages / "tiger", tiger, sids, ds.fingerprint)
+    save_specgr_pp(stages / "specgr_pp", pp, proj, encode_item_table(pp, proj, sids.tokens), sids, ds.fingerprint)
+    return export_bundle(path, ds, sids, tok, sc, {"tiger": stages / "tiger", "specgr_pp": stages / "specgr_pp"},
+                         maps=False)
 
 
 @pytest.fixture(scope="session")

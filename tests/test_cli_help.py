@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from specgr.cli import HelpFormatter, build_parser, main
+from specgr.cli import build_parser, main
+from specgr.cli_common import HelpFormatter
 
 
 def _subparsers(ap: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from specgr.drafters.base import Drafter, draft_in_batches
-from specgr.drafters.text import AuxConfig, MoEAdaptor, TextDrafter, TextSeqModel
-from specgr.train.aux import AuxTrainConfig, load_aux, train_aux
+from specgr.drafters.text import AuxConfig, MoEAdaptor, TextDrafter, TextSeqModel, load_aux
+from specgr.train.aux import AuxTrainConfig, train_aux
 
 SMALL = AuxConfig(hidden=32, n_exps=2, inner=32, dropout=0.1, attn_dropout=0.1)
 

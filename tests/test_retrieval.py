@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from specgr.retrieval import RetrievalIndex, has_faiss
+from specgr.retrieval import RetrievalIndex
+from specgr.utils import has_faiss
 
 needs_faiss = pytest.mark.skipif(not has_faiss(), reason="faiss not installed")
 

@@ -3,8 +3,9 @@
 import torch
 
 from specgr.drafters.base import Drafter
-from specgr.models.sasrec import EncoderConfig, SASRec, SASRecConfig, SequenceEncoder
-from specgr.train.sasrec import SASRecTrainConfig, load_sasrec, train_sasrec
+from specgr.drafters.sasrec import SASRec, SASRecConfig, load_sasrec
+from specgr.models.sequence import EncoderConfig, SequenceEncoder
+from specgr.train.sasrec import SASRecTrainConfig, train_sasrec
 
 SMALL = SASRecConfig(hidden=16, inner=32, dropout=0.1, attn_dropout=0.1)
 
@@ -44,6 +45,6 @@ def test_fast_dev_run(tiny_dataset, tmp_path):
     allowed[:, :3] = True
     ids, _ = drafter.draft(rows.history[:5], rows.hist_len[:5], 4, allowed=allowed)
     assert set(ids[:, :3].flatten().tolist()) <= {0, 1, 2} and (ids[:, 3] == -1).all()
-    d2 = load_sasrec(tmp_path, device="cpu")
+    d2 = load_sasrec(tmp_path, ds=ds, device="cpu")
     assert torch.equal(d2.draft(rows.history[:5], rows.hist_len[:5], 5)[0],
                        drafter.draft(rows.history[:5], rows.hist_len[:5], 5)[0])

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from specgr.sid.kmeans import have_faiss, kmeans, kmeans_pp_init, nearest
+from specgr.sid.kmeans import kmeans, kmeans_pp_init, nearest
+from specgr.utils import has_faiss
 
 
 
@@ -30,7 +31,7 @@ def test_kmeans_pp_init_on_data_points():
 
 @pytest.mark.parametrize("backend", ["torch", "faiss"])
 def test_kmeans_recovers_blobs_and_is_seeded(backend):
-    if backend == "faiss" and not have_faiss():
+    if backend == "faiss" and not has_faiss():
         pytest.skip("faiss not installed")
     x, y = blobs()
     r = kmeans(x, 4, n_iter=20, seed=0, backend=backend, device="cpu")

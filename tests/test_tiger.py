@@ -30,7 +30,7 @@ def random_batch(B=4, T=14, V=30, seed=1):
 
 
 def test_presets_param_counts():
-    # specgr.md §3: computed parameter counts of the paper's configs
+    # computed parameter counts of the paper's TIGER configs (docs/METHOD.md §3)
     with torch.device("meta"):  # shapes only, no init cost
         assert TIGER(tiger_preset("games"), 579).n_params == 1_873_728
         assert TIGER(tiger_preset("amazon2023-phones"), 1155).n_params == 13_260_800

@@ -20,7 +20,7 @@ def render():
     import plotly.express as px
 
     cfg = H.settings()
-    dataset = H.checkpoint_dataset(cfg["checkpoint"]) or "amazon2018-game"
+    dataset = H.checkpoint_dataset(cfg["checkpoint"], cfg["data_root"]) or "amazon2018-game"
     rdir = H.results_dir(cfg["results_root"], dataset)
     st.title("📊 Results")
     st.caption(f"Dataset `{dataset}` · results from `{rdir}` (written by `specgr pipeline --dataset {dataset}`).")

@@ -3,7 +3,7 @@
 CSV columns: user_id, parent_asin, rating, timestamp (ms), history (space-separated earlier parent_asins).
 Rows are one per interaction with the upstream absolute-timestamp split (one file per split), so the interactions are
 the union of the three files' (user_id, parent_asin, timestamp) and the split is the file.
-Item text follows the paper (specgr.md §1.4): title, features, categories, description, each cleaned.
+Item text follows the paper (docs/METHOD.md §1): title, features, categories, description, each cleaned.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from specgr.checkpoint import read_json
+from specgr.data.ref import DatasetRef
+
 FORMAT_VERSION = 1
 DEFAULT_ROOT = Path("data/processed")
 MANIFEST = "manifest.json"
@@ -54,7 +57,7 @@ class ProcessedDataset:
             name = self.path.name
             raise FileNotFoundError(f"no processed dataset at {self.path}. Fix: run `specgr prepare --dataset {name}` "
                                     f"(with SPECGR_DATA_MIRROR=<folder> or --mirror for a local copy).")
-        self.manifest = json.loads(mf.read_text())
+        self.manifest = read_json(mf, f"re-run `specgr prepare --dataset {self.path.name}`.")
         if self.manifest.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{self.path} has format version {self.manifest.get('format_version')}, this specgr "
                              f"reads {FORMAT_VERSION}. Fix: re-run `specgr prepare --dataset {self.path.name}`.")
@@ -72,7 +75,12 @@ class ProcessedDataset:
     # ---- basic facts
     @property
     def name(self) -> str:
-        return self.manifest["dataset"]
+        """The dataset's name: its folder, what --dataset names everywhere (specgr.data.ref)."""
+        return self.path.name
+
+    @property
+    def ref(self) -> DatasetRef:
+        return DatasetRef.from_manifest(self.manifest, self.path)
 
     @property
     def n_items(self) -> int:
@@ -143,6 +151,21 @@ class ProcessedDataset:
         return ids
 
 
+def folder_ref(name: str, root: str | Path = DEFAULT_ROOT) -> DatasetRef:
+    """The DatasetRef of --dataset NAME for the stages after prepare: from <root>/NAME/manifest.json when it is
+    prepared, else what `specgr prepare --dataset NAME` would make (a name that is neither: FileNotFoundError)."""
+    f = Path(root) / name / MANIFEST
+    if f.exists():
+        return DatasetRef.from_manifest(read_json(f, f"re-run `specgr prepare --dataset {name}`."), f.parent)
+    try:
+        return DatasetRef.resolve(name)
+    except KeyError:
+        raise FileNotFoundError(
+            f"no processed dataset at {f.parent}, and {name!r} is not a registered dataset. Fix: prepare it, "
+            f"`specgr prepare --dataset {name} --interactions FILE.csv --items FILE.csv` for your own catalog "
+            "(`specgr datasets` lists the registered ones), or pass the right --dataset / --data-root.") from None
+
+
 def fingerprint(items: pd.DataFrame, rows: dict[str, dict[str, np.ndarray]], n_in_sample: int) -> str:
     """Hash of the item catalog order and the split targets: a checkpoint trained on another dataset won't match."""
     h = hashlib.sha256()
@@ -179,6 +202,9 @@ def write_processed(path: Path, result, dataset: str, split_cfg: dict, extra: di
                     embeddings: dict[str, np.ndarray] | None = None, timings: dict | None = None) -> dict:
     """Write a SplitResult (and text embeddings {model name: (N, d) float32}) to `path`; returns the manifest.
 
+    dataset: the source (a registered dataset, or your catalog's name); the manifest records the DatasetRef
+    (source, split method, name = the folder's name).
+
     Atomic: everything is written into a staging folder beside `path`, manifest.json last, and the folder then
     replaces `path`. Stage outputs of an earlier folder for the same data (sid/, other models' embeddings) are kept;
     for other data they would be stale and are dropped. `timings` (seconds per step) go into the manifest, plus the
@@ -211,6 +237,7 @@ def write_processed(path: Path, result, dataset: str, split_cfg: dict, extra: di
     manifest = {
         "format_version": FORMAT_VERSION,
         "dataset": dataset,
+        "ref": DatasetRef(dataset, split_cfg["method"], path.name).to_dict(),
         "split": split_cfg,
         "n_items": int(len(result.items)),
         "n_in_sample": int(result.n_in_sample),
@@ -238,12 +265,20 @@ def _publish(tmp: Path, path: Path, new_fingerprint: str) -> None:
             old_fingerprint = None
         if old_fingerprint == new_fingerprint:
             _carry_over(path, tmp)
+    replace_dir(tmp, path)
+
+
+def replace_dir(tmp: Path, path: Path) -> None:
+    """Rename the finished folder `tmp` onto `path`, the old one moved aside first and then removed: a reader sees
+    the old folder or the new one, never a half-written one."""
+    if path.exists():
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         path.rename(old)
         tmp.rename(path)
         shutil.rmtree(old)
     else:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(path)
 
 

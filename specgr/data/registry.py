@@ -46,6 +46,6 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def get_dataset(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}. "
-                       "For your own catalog use `specgr prepare --interactions FILE.csv --items FILE.csv`.")
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}. Fix: use one of them, or "
+                       f"for your own catalog `specgr prepare --dataset {name} --interactions FILE.csv --items FILE.csv`.")
     return DATASETS[name]

@@ -1,26 +1,20 @@
 """Item-id histories -> TIGER token sequences, vectorised (whole splits are pre-tokenised in one call).
 
-Encoder input (specgr.md §3): [BOS, 4 SID tokens of each history item in order, EOS], right-padded with PAD=0 to
+Encoder input (docs/METHOD.md §3): [BOS, 4 SID tokens of each history item in order, EOS], right-padded with PAD=0 to
 2 + 4H tokens (82 for H=20). Labels: the target's 4 SID tokens + EOS. No user token (the paper has none).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-PAD, BOS, EOS = 0, 1, 2  # same layout as specgr.sid.semantic_ids
-
-
-def _as_long(x) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    return torch.as_tensor(x).long()
+from specgr.sid.semantic_ids import BOS, EOS, PAD  # noqa: F401 - the token layout is defined there only
+from specgr.utils import as_long
 
 
 def _sid_tokens(sids) -> torch.Tensor:
     """Accept a SemanticIDs (uses .tokens) or an (N, 4) token tensor."""
-    return _as_long(sids.tokens if hasattr(sids, "tokens") else sids)
+    return as_long(sids.tokens if hasattr(sids, "tokens") else sids)
 
 
 def history_tokens(history, hist_len=None, sid_tokens=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,10 +28,10 @@ def history_tokens(history, hist_len=None, sid_tokens=None) -> tuple[torch.Tenso
     if sid_tokens is None:  # history_tokens(history, sids)
         hist_len, sid_tokens = None, hist_len
     tok = _sid_tokens(sid_tokens)
-    hist = _as_long(history).to(tok.device)
+    hist = as_long(history).to(tok.device)
     B, H = hist.shape
     valid = hist >= 0
-    n = valid.sum(1) if hist_len is None else _as_long(hist_len).to(tok.device)
+    n = valid.sum(1) if hist_len is None else as_long(hist_len).to(tok.device)
     # left-aligned histories: the first n entries are real, so the real tokens are the first 4n of the flat block
     body = tok[hist.clamp(min=0)] * valid[..., None]  # (B, H, 4), PAD where history is padded
     T = 2 + 4 * H
@@ -52,7 +46,7 @@ def history_tokens(history, hist_len=None, sid_tokens=None) -> tuple[torch.Tenso
 def target_labels(target, sid_tokens) -> torch.Tensor:
     """target (B,) item ids -> labels (B, 5) = 4 SID tokens + EOS."""
     tok = _sid_tokens(sid_tokens)
-    t = _as_long(target).to(tok.device)
+    t = as_long(target).to(tok.device)
     return torch.cat([tok[t], torch.full((len(t), 1), EOS, dtype=torch.long, device=tok.device)], 1)
 
 
@@ -67,4 +61,4 @@ def tokenize_rows(rows, sid_tokens, dtype=torch.int16) -> dict[str, torch.Tensor
     if dtype == torch.int16 and int(tok.max()) >= 2 ** 15:
         dtype = torch.int32
     ids, _ = history_tokens(rows.history, rows.hist_len, tok)
-    return {"input_ids": ids.to(dtype), "labels": target_labels(rows.target, tok).to(dtype), "target": _as_long(rows.target)}
+    return {"input_ids": ids.to(dtype), "labels": target_labels(rows.target, tok).to(dtype), "target": as_long(rows.target)}

@@ -21,7 +21,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from specgr.retrieval import RetrievalIndex, resolve_device
+from specgr.retrieval import RetrievalIndex
+from specgr.utils import as_long, resolve_device
 
 
 @runtime_checkable
@@ -38,13 +39,6 @@ class Drafter(Protocol):
     def item_embeddings(self) -> torch.Tensor: ...
 
     def query_embeddings(self, history, hist_len) -> torch.Tensor: ...
-
-
-def as_long(x, device) -> torch.Tensor:
-    """ndarray / list / tensor -> LongTensor on `device`."""
-    if isinstance(x, torch.Tensor):
-        return x.to(device=device, dtype=torch.long)
-    return torch.as_tensor(np.asarray(x), dtype=torch.long, device=device)
 
 
 def last_item(history: torch.Tensor, hist_len: torch.Tensor) -> torch.Tensor:

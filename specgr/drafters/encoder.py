@@ -1,4 +1,4 @@
-"""SpecGR++ self-drafting: the TIGER encoder itself embeds users and items (docs/reference specgr.md sec. 5.1).
+"""SpecGR++ self-drafting: the TIGER encoder itself embeds users and items (docs/METHOD.md §5).
 
     s = normalize(mean_{t: mask=1} P(Enc([BOS, SIDs of the history, EOS]))_t)      sequence (query), (B, p)
     i = normalize(mean_t         P(Enc([BOS, c1, c2, c3, c4, EOS]))_t)              item, (N, p)
@@ -16,9 +16,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from specgr.data.tokenize import BOS, EOS, history_tokens
-from specgr.drafters.base import EmbeddingDrafter, as_long
+from specgr.data.tokenize import history_tokens
+from specgr.drafters.base import EmbeddingDrafter
+from specgr.utils import as_long
 from specgr.retrieval import RetrievalIndex
+from specgr.sid.semantic_ids import BOS, EOS
 
 
 class Projection(nn.Module):
@@ -152,32 +154,52 @@ CKPT_NAME = "specgr_pp"
 
 
 def save_specgr_pp(path, model, proj: Projection, item_table: torch.Tensor, sids=None,
-                   dataset_fingerprint: str | None = None, extra: dict | None = None):
-    """Write the SpecGR++ TIGER (component "tiger", the verifier) and the drafter head (component "specgr_pp": the
-    projection + the frozen (N, p) item table) into a checkpoint directory."""
+                   dataset_fingerprint: str | None = None, extra: dict | None = None, half: bool = False,
+                   train_config: dict | None = None):
+    """Write SpecGR++ as component "specgr_pp" of a checkpoint directory: its own TIGER (the verifier), the projection
+    and the frozen (N, p) item table, all in one state dict {model.*, proj.*, item_table} with the config that builds
+    them {model, vocab_size, proj_dim, n_items}."""
     from specgr.checkpoint import save_checkpoint
-    from specgr.models.tiger import save_tiger
 
-    save_tiger(path, model, sids, dataset_fingerprint)
-    sd = {f"proj.{k}": v for k, v in proj.state_dict().items()}
-    sd["item_table"] = item_table.detach().float()
-    cfg = {CKPT_NAME: {"d_model": proj.linear.in_features, "proj_dim": proj.dim, "n_items": int(item_table.shape[0])}}
+    cfg = {CKPT_NAME: {"model": model.cfg.to_dict(), "vocab_size": model.vocab_size, "proj_dim": proj.dim,
+                       "n_items": int(item_table.shape[0])}}
+    if train_config is not None:
+        cfg[CKPT_NAME]["train"] = train_config
+    sd = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+          **{f"proj.{k}": v for k, v in proj.state_dict().items()}, "item_table": item_table.detach().float()}
     return save_checkpoint(path, cfg, {CKPT_NAME: sd}, sids, dataset_fingerprint,
-                           extra={CKPT_NAME: extra} if extra else None)
+                           extra={CKPT_NAME: extra} if extra else None, half=half)
+
+
+def _strip(sd: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def specgr_pp_from_checkpoint(ckpt: dict, device="cpu"):
+    """(model, proj, item_table) from `specgr.checkpoint.load_checkpoint(...)`'s result, in eval mode on `device`.
+
+    Reads the format of `save_specgr_pp` and the two earlier ones: bundles exported before it kept the table in a
+    separate component "specgr_pp_table"; stage directories kept the TIGER as a separate component "tiger"."""
+    from specgr.checkpoint import component
+    from specgr.models.tiger import TIGER, TigerConfig, tiger_from_checkpoint
+
+    c, sd = component(ckpt, CKPT_NAME, fix="train SpecGR++ with `specgr train specgr++ --dataset <name>`")
+    if "model" in c:
+        model = TIGER(TigerConfig.from_dict(c["model"]), c["vocab_size"])
+        model.load_state_dict(_strip(sd, "model."))
+        model = model.to(device).eval()
+    else:  # an earlier stage directory
+        model = tiger_from_checkpoint(ckpt, device)
+    proj = Projection(model.cfg.d_model, c["proj_dim"])
+    proj.load_state_dict(_strip(sd, "proj."))
+    table = sd["item_table"] if "item_table" in sd else ckpt["state_dicts"]["specgr_pp_table"]["table"]
+    return model, proj.to(device).eval(), table.float().to(device)
 
 
 def load_specgr_pp(path, ds=None, device="cpu"):
     """(model, proj, item_table, sids) from a checkpoint directory written by `save_specgr_pp`; ds checks the
     dataset fingerprint. Build the drafter with EncoderDrafter(model, proj, sids, item_table)."""
     from specgr.checkpoint import load_checkpoint
-    from specgr.models.tiger import tiger_from_checkpoint
 
     ck = load_checkpoint(path, ds=ds, device=device)
-    if CKPT_NAME not in ck["state_dicts"]:
-        raise KeyError(f"{path} has no {CKPT_NAME!r} weights. Fix: train SpecGR++ into it (train_specgr_pp).")
-    model = tiger_from_checkpoint(ck, device)
-    c = ck["config"][CKPT_NAME]
-    sd = ck["state_dicts"][CKPT_NAME]
-    proj = Projection(c["d_model"], c["proj_dim"]).to(device).eval()
-    proj.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith("proj.")})
-    return model, proj, sd["item_table"].to(device), ck["sids"]
+    return (*specgr_pp_from_checkpoint(ck, device), ck["sids"])

@@ -2,7 +2,7 @@
 
 Item vector  = MoE adaptor over the FROZEN text embedding: sum_e g_e(x) * W_e(dropout(x) - b_e), 8 experts d_text->300,
                softmax gating (noisy gates while training).
-Sequence     = SequenceEncoder (specgr.models.sasrec, shared with SASRec) over the adapted history item vectors.
+Sequence     = SequenceEncoder (specgr.models.sequence, shared with SASRec) over the adapted history item vectors.
 Score        = cosine(sequence, item). Training divides by tau = 0.07; drafting uses the raw cosine.
 
 Because an item is represented by its text alone, any item with a text embedding can be drafted: `add_items(text_emb)`
@@ -11,17 +11,16 @@ adapts the new rows and appends them to the retrieval index. No retraining, indu
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from specgr.drafters.base import EmbeddingDrafter, as_long
-from specgr.models.sasrec import EncoderConfig, SequenceEncoder
+from specgr.drafters.base import EmbeddingDrafter
+from specgr.utils import as_long
+from specgr.models.sequence import SequenceEncoder, encoder_config
 from specgr.retrieval import RetrievalIndex
 
 
@@ -40,10 +39,6 @@ class AuxConfig:
     attn_dropout: float = 0.5
     max_len: int = 20
     temperature: float = 0.07
-
-    def encoder_config(self) -> EncoderConfig:
-        return EncoderConfig(hidden=self.hidden, n_layers=self.n_layers, n_heads=self.n_heads, inner=self.inner,
-                             dropout=self.dropout, attn_dropout=self.attn_dropout, max_len=self.max_len)
 
 
 class PWLayer(nn.Module):
@@ -101,7 +96,7 @@ class TextSeqModel(nn.Module):
         # frozen, not saved in state_dict: checkpoints stay small and the table comes from the dataset's embeddings
         self.register_buffer("text_emb", te, persistent=False)
         self.adaptor = MoEAdaptor(self.d_text, cfg.hidden, cfg.n_exps, cfg.adaptor_dropout, cfg.noisy_gating)
-        self.encoder = SequenceEncoder(cfg.encoder_config())
+        self.encoder = SequenceEncoder(encoder_config(cfg))
 
     @property
     def n_items(self) -> int:
@@ -160,7 +155,8 @@ class TextDrafter(EmbeddingDrafter):
     def add_items(self, text_emb) -> torch.Tensor:
         ids = self.model.add_text(text_emb)
         got = self.index.add(self.model.item_table(ids.to(self.device)).float())
-        assert torch.equal(got, ids), "index and text table out of sync"
+        if not torch.equal(got.cpu(), ids.cpu()):
+            raise RuntimeError("text drafter: index and text table out of sync")
         return ids
 
     def to(self, device):
@@ -168,21 +164,46 @@ class TextDrafter(EmbeddingDrafter):
         self.model.to(self.device)
         return self
 
-    # ---------------------------------------------------------------- persistence
-    def save(self, path, text_model: str | None = None, extra: dict | None = None):
-        """Write `path/`: config.json (+ text model name, n_items) and model.pt (weights, no text table)."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        meta = {"kind": "text_drafter", "config": asdict(self.model.cfg), "d_text": self.model.d_text,
-                "n_items": self.n_items, "text_model": text_model, **(extra or {})}
-        (path / "config.json").write_text(json.dumps(meta, indent=2))
-        torch.save(self.model.state_dict(), path / "model.pt")
 
-    @classmethod
-    def load(cls, path, text_emb, device="auto", backend: str = "torch") -> "TextDrafter":
-        """Rebuild from `save()`; text_emb (N, d_text) = the dataset's embeddings for the same text model."""
-        path = Path(path)
-        meta = json.loads((path / "config.json").read_text())
-        model = TextSeqModel(AuxConfig(**meta["config"]), text_emb)
-        model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
-        return cls(model, device=device, backend=backend)
+# ------------------------------------------------------------------ checkpoint directories (specgr.checkpoint)
+CKPT_NAME = "aux"
+
+
+def save_aux(path, model: TextSeqModel, text_model: str | None = None, dataset_fingerprint: str | None = None,
+             extra: dict | None = None, half: bool = False):
+    """Write the model as component "aux" of a checkpoint directory: config {model, d_text, text_model}, weights
+    without the text table (it is data: the dataset's embeddings of `text_model`, a non-persistent buffer)."""
+    from specgr.checkpoint import save_checkpoint
+
+    cfg = {CKPT_NAME: {"model": asdict(model.cfg), "d_text": model.d_text, "text_model": text_model}}
+    return save_checkpoint(path, cfg, {CKPT_NAME: model.state_dict()}, None, dataset_fingerprint,
+                           extra={CKPT_NAME: extra} if extra else None, half=half)
+
+
+def aux_from_checkpoint(ckpt: dict, text_emb, device="auto", backend: str = "torch") -> TextDrafter:
+    """A TextDrafter from `specgr.checkpoint.load_checkpoint(...)`'s result and the (N, d_text) text embeddings of
+    the catalog (from the text model the component names)."""
+    from specgr.checkpoint import component
+    from specgr.config import from_dict
+
+    c, sd = component(ckpt, CKPT_NAME, fix="train it with `specgr train aux --dataset <name>`")
+    if np.shape(text_emb)[1] != c["d_text"]:
+        raise ValueError(f"{ckpt['path']}: the text drafter reads {c['d_text']}-d text embeddings, these are "
+                         f"{np.shape(text_emb)[1]}-d. Fix: use the embeddings of {c.get('text_model') or 'its'} "
+                         "text model (`specgr prepare --text-model ...`).")
+    model = TextSeqModel(from_dict(AuxConfig, c["model"]), text_emb)
+    model.load_state_dict(sd)
+    return TextDrafter(model, device=device, backend=backend)
+
+
+def load_aux(path, ds=None, text_emb=None, device="auto", backend: str = "torch") -> TextDrafter:
+    """The TextDrafter of a checkpoint directory written by `save_aux`. The text table comes from `text_emb`, or
+    from `ds` (a ProcessedDataset, fingerprint-checked: the embeddings of the component's text model)."""
+    from specgr.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path, ds=ds)
+    if text_emb is None:
+        if ds is None:
+            raise ValueError("load_aux needs the item text embeddings. Fix: pass ds (ProcessedDataset) or text_emb.")
+        text_emb = ds.embeddings(ck["config"].get(CKPT_NAME, {}).get("text_model"))
+    return aux_from_checkpoint(ck, text_emb, device, backend)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +37,10 @@ class SIDConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SIDConfig":
-        """Strict: unknown keys raise (typos in YAML presets must not be silently ignored)."""
-        d = dict(d)
-        rq = dict(d.pop("rqvae", None) or {})
-        for name, keys, known in (("sid", d, cls), ("sid.rqvae", rq, RQVAEConfig)):
-            bad = set(keys) - {f.name for f in fields(known)}
-            if bad:
-                raise ValueError(f"unknown {name} config keys {sorted(bad)}; known: {[f.name for f in fields(known)]}")
-        return cls(**d, rqvae=RQVAEConfig(**rq))
+        """Strict (specgr.config.from_dict): unknown keys, here or under rqvae, are an error."""
+        from specgr.config import from_dict
+
+        return from_dict(cls, d)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,12 +92,36 @@ def sid_dir(ds_path) -> Path:
     return Path(getattr(ds_path, "path", ds_path)) / "sid"
 
 
+def _map_tensors(d, fn):
+    if isinstance(d, dict):
+        return {k: _map_tensors(v, fn) for k, v in d.items()}
+    return fn(d) if isinstance(d, torch.Tensor) else d
+
+
+def save_sid_tokenizer(path, tokenizer, cfg: SIDConfig, half: bool = False) -> Path:
+    """The frozen tokenizer as one file {sid_config, tokenizer state}: tensors and primitives only, so
+    torch.load(weights_only=True) reads it back. half=True stores floating tensors as fp16 (bundles)."""
+    from specgr.checkpoint import atomic_torch_save
+
+    state = _map_tensors(tokenizer.state_dict(), lambda t: t.half() if half and t.is_floating_point() else t)
+    return atomic_torch_save({"sid_config": cfg.to_dict(), "tokenizer": state}, path)
+
+
+def load_sid_tokenizer(path, device: str = "auto"):
+    """-> (frozen tokenizer, SIDConfig) from a file written by `save_sid_tokenizer` (fp16 tensors come back fp32)."""
+    from specgr.checkpoint import safe_torch_load
+
+    blob = safe_torch_load(path, "cpu", fix="rebuild the semantic ids (`specgr sid --force`) or restore the checkpoint.")
+    state = _map_tensors(blob["tokenizer"], lambda t: t.float() if t.is_floating_point() else t)
+    return tokenizer_from_state_dict(state, device), SIDConfig.from_dict(blob["sid_config"])
+
+
 def save_sid_artifacts(ds_path, sids: SemanticIDs, tokenizer, cfg: SIDConfig, report: dict | None = None) -> Path:
     """Write <ds_path>/sid/<method>.npz, <method>_tokenizer.pt, <method>_report.json; returns the sid folder."""
     d = sid_dir(ds_path)
     d.mkdir(parents=True, exist_ok=True)
     sids.save(d / f"{cfg.method}.npz")
-    torch.save({"sid_config": cfg.to_dict(), "tokenizer": tokenizer.state_dict()}, d / f"{cfg.method}_tokenizer.pt")
+    save_sid_tokenizer(d / f"{cfg.method}_tokenizer.pt", tokenizer, cfg)
     if report is not None:
         (d / f"{cfg.method}_report.json").write_text(json.dumps(report, indent=2, default=float))
     return d
@@ -113,9 +133,8 @@ def load_sid_artifacts(ds_path, method: str = "rqvae", device: str = "auto"):
     f = d / f"{method}.npz"
     if not f.exists():
         raise FileNotFoundError(f"no semantic ids at {f}. Fix: `specgr sid --method {method}` for this dataset.")
-    sids = SemanticIDs.load(f)
-    blob = torch.load(d / f"{method}_tokenizer.pt", weights_only=True, map_location="cpu")
-    return sids, tokenizer_from_state_dict(blob["tokenizer"], device), SIDConfig.from_dict(blob["sid_config"])
+    tok, cfg = load_sid_tokenizer(d / f"{method}_tokenizer.pt", device)
+    return SemanticIDs.load(f), tok, cfg
 
 
 def encode_new_items(tokenizer, sids: SemanticIDs, emb_new, on_overflow: str | None = None) -> torch.Tensor:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from specgr.utils import has_faiss, resolve_device
+
 
 @dataclass
 class KMeansResult:
@@ -18,20 +20,6 @@ class KMeansResult:
     assign: torch.Tensor  # (N,) long
     inertia: float  # sum of squared distances to the assigned centroid
     backend: str
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def have_faiss() -> bool:
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def nearest(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,7 +102,7 @@ def kmeans(x, k: int, n_iter: int = 50, seed: int = 0, backend: str = "auto", de
         raise ValueError(f"k-means with k={k} needs at least k points, got {len(x)}. Fix: a smaller codebook_size.")
     if backend == "auto":
         # faiss pays off on CPU with enough points (it warns below 39 points per centroid); torch otherwise
-        backend = "faiss" if dev.type == "cpu" and len(x) >= 39 * k and have_faiss() else "torch"
+        backend = "faiss" if dev.type == "cpu" and len(x) >= 39 * k and has_faiss() else "torch"
     g = torch.Generator().manual_seed(seed)
     cent = kmeans_pp_init(x, k, g)
     cent = _lloyd_faiss(x, cent, n_iter, seed) if backend == "faiss" else _lloyd_torch(x, cent, n_iter, tol)

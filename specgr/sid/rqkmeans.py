@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from specgr.sid.kmeans import kmeans, nearest, resolve_device
+from specgr.config import from_dict
+from specgr.sid.kmeans import kmeans, nearest
+from specgr.utils import resolve_device
 
 
 @dataclass
@@ -82,7 +84,7 @@ class RQKMeansTokenizer:
     def load_state_dict(self, sd: dict) -> "RQKMeansTokenizer":
         if sd.get("kind") != self.kind:
             raise ValueError(f"not an rqkmeans state dict (kind={sd.get('kind')!r})")
-        self.cfg = RQKMeansConfig(**{**sd["config"], "device": self.cfg.device})
+        self.cfg = from_dict(RQKMeansConfig, {**sd["config"], "device": self.cfg.device})  # strict
         self.centroids = sd["centroids"].float().cpu()
         return self
 

@@ -1,6 +1,6 @@
 """RQ-VAE tokenizer (TIGER / SpecGR): MLP autoencoder with a 3-level residual quantizer in the latent space.
 
-Differences from the official code (docs: /work/shared/reference/specgr.md section 2.2), on purpose:
+Differences from the official code (docs/METHOD.md §2), on purpose:
 - k-means init of every level on the (untrained) encoder outputs / residuals, with the (C, D) centroid matrix used
   as is (the official code reshapes (C, D) -> (D, C), which scrambles the init);
 - dead-code restarts (a code unused for an epoch is moved onto a random current residual);
@@ -22,7 +22,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from specgr.sid.kmeans import kmeans, nearest, resolve_device
+from specgr.config import from_dict
+from specgr.sid.kmeans import kmeans, nearest
+from specgr.utils import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +300,7 @@ class RQVAETokenizer:
         if sd.get("kind") != self.kind:
             raise ValueError(f"not an rqvae state dict (kind={sd.get('kind')!r})")
         dev = self.cfg.device
-        self.cfg = RQVAEConfig(**{**sd["config"], "device": dev})
+        self.cfg = from_dict(RQVAEConfig, {**sd["config"], "device": dev})  # strict: unknown keys are an error
         self._build(int(sd["input_dim"]))
         self.model.load_state_dict(sd["weights"])
         return self

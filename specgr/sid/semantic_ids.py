@@ -20,18 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from specgr.utils import as_long
+
 PAD, BOS, EOS, OFFSET = 0, 1, 2, 3
 N_DIGITS = 4
 
 
 class SIDOverflowError(ValueError):
     """More items share a 3-code prefix than the collision digit has slots."""
-
-
-def _as_long(x) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    return torch.as_tensor(x).long()
 
 
 def collision_digits(keys3: torch.Tensor, start_counts: torch.Tensor | None = None) -> torch.Tensor:
@@ -90,7 +86,7 @@ class SemanticIDs:
                  on_overflow: str = "error"):
         if on_overflow not in ("error", "grow"):
             raise ValueError(f"on_overflow must be 'error' or 'grow', got {on_overflow!r}")
-        codes = _as_long(codes)
+        codes = as_long(codes)
         if codes.ndim != 2 or codes.shape[1] != N_DIGITS:
             raise ValueError(f"codes must be (N, 4), got {tuple(codes.shape)}")
         if not 0 <= n_in_sample <= len(codes):
@@ -112,7 +108,7 @@ class SemanticIDs:
         collision_size: slots of the 4th digit (default C). If a prefix holds more items: on_overflow="error" raises
         SIDOverflowError, "grow" sets collision_size to the largest group size.
         """
-        codes3 = _as_long(codes3).cpu()
+        codes3 = as_long(codes3).cpu()
         if codes3.ndim != 2 or codes3.shape[1] != 3:
             raise ValueError(f"codes3 must be (N, 3), got {tuple(codes3.shape)}")
         cls._check_range(codes3, codebook_size, "quantizer codes")
@@ -301,7 +297,7 @@ class SemanticIDs:
         cannot emit the new tokens).
         """
         on_overflow = on_overflow or self.on_overflow
-        codes3 = _as_long(codes3).to(self.device)
+        codes3 = as_long(codes3).to(self.device)
         if codes3.ndim != 2 or codes3.shape[1] != 3:
             raise ValueError(f"codes3 must be (M, 3), got {tuple(codes3.shape)}")
         self._check_range(codes3, self.C, "quantizer codes")

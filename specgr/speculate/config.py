@@ -30,12 +30,19 @@ class SpecGRConfig:
     draft_chunk_elems: int = 1 << 27
 
     def __post_init__(self):
-        assert self.draft_size >= 1 and self.num_beams >= 1 and self.top_k >= 1, "δ, β, K must be >= 1"
-        assert 1 <= self.max_rounds <= 4, "max_rounds must be in 1..4 (one round per SID digit)"
-        assert self.redraft_from_round >= 2, "round 1 is always unconstrained"
-        assert self.accept_topk_by in ("score", "order"), self.accept_topk_by
-        assert self.length_rule in ("paper", "prefix_len"), self.length_rule
-        assert self.fill in ("paper",), self.fill
+        # ValueErrors, not asserts: knob checks must survive `python -O`, and each names the fix
+        if min(self.draft_size, self.num_beams, self.top_k) < 1:
+            raise ValueError(f"δ (draft_size={self.draft_size}), β (num_beams={self.num_beams}) and K "
+                             f"(top_k={self.top_k}) must be >= 1. Fix: pass values >= 1 (--delta, --beta, -k).")
+        if not 1 <= self.max_rounds <= 4:
+            raise ValueError(f"max_rounds={self.max_rounds}: one round per SID digit. Fix: use 1..4.")
+        if self.redraft_from_round < 2:
+            raise ValueError(f"redraft_from_round={self.redraft_from_round}: round 1 is always unconstrained. "
+                             "Fix: use >= 2.")
+        for name, allowed in (("accept_topk_by", ("score", "order")), ("length_rule", ("paper", "prefix_len")),
+                              ("fill", ("paper",))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}. Fix: use one of {', '.join(allowed)}.")
 
     @classmethod
     def official_vnew(cls, drafter: str = "encoder", **kw) -> "SpecGRConfig":

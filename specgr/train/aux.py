@@ -6,8 +6,7 @@ noisy gates active), as in UniSRec.
 Optimisation: Adam lr 1e-3, weight decay 0, batch 2048, up to 300 epochs, validation every 2 epochs, early stop after 40
 epochs without improvement of overall valid NDCG@10 (the official schedule). No LR scaling by GPU count.
 Validation pool: every item known at validation time, i.e. first_split in {train, valid}
-(specgr.train.sasrec.valid_pool); test-period items are left out (the official valid pool includes them, reference
-sec. 10.11).
+(specgr.train.retrieval.valid_pool); test-period items are left out (the official code's valid pool includes them).
 
     drafter, info = train_aux(ds, "sentence-transformers/sentence-t5-base", AuxConfig(), AuxTrainConfig(), "runs/aux")
 """
@@ -15,16 +14,15 @@ sec. 10.11).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from specgr.drafters.text import AuxConfig, TextDrafter, TextSeqModel
+from specgr.drafters.text import AuxConfig, TextDrafter, TextSeqModel, save_aux
 from specgr.losses import full_softmax_loss
-from specgr.train.sasrec import RetrievalLitModule, RetrievalTrainConfig, fit_retrieval, valid_pool, write_info
+from specgr.train.retrieval import RetrievalLitModule, RetrievalTrainConfig, fit_retrieval, valid_pool, write_info
 
-__all__ = ["AuxConfig", "AuxTrainConfig", "AuxLit", "train_aux", "load_aux"]
+__all__ = ["AuxConfig", "AuxTrainConfig", "AuxLit", "train_aux"]
 
 
 @dataclass
@@ -63,8 +61,8 @@ def train_aux(ds, text_model_name: str | None = None, cfg: AuxConfig | None = No
     """Train SpecGR_Aux on ds (ProcessedDataset) with the frozen embeddings of `text_model_name` (None = the
     dataset's default text model). Returns (TextDrafter over the whole catalog, info dict).
 
-    Writes out_dir/checkpoints/best.ckpt (Lightning), out_dir/logs/, out_dir/drafter/ (TextDrafter.save) and
-    out_dir/info.json.
+    Writes out_dir/checkpoints/best.ckpt and out_dir/logs/ (Lightning), the checkpoint directory out_dir/ (component
+    "aux", read back by specgr.drafters.text.load_aux) and out_dir/info.json.
     """
     cfg = cfg or AuxConfig()
     train_cfg = train_cfg or AuxTrainConfig()
@@ -74,26 +72,6 @@ def train_aux(ds, text_model_name: str | None = None, cfg: AuxConfig | None = No
     info = fit_retrieval(lit, ds, train_cfg, out_dir, fast_dev_run, run_name="aux")
     info.update({"model_config": asdict(cfg), "text_model": text_model_name, "dataset": ds.name,
                  "fingerprint": ds.fingerprint})
-    drafter = TextDrafter(lit.model.cpu(), device="auto")
-    drafter.save(Path(out_dir) / "drafter", text_model=text_model_name,
-                 extra={"dataset": ds.name, "fingerprint": ds.fingerprint})
+    save_aux(out_dir, lit.model, text_model_name, ds.fingerprint)
     write_info(out_dir, info)
-    return drafter, info
-
-
-def load_aux(path, ds=None, text_emb=None, device="auto", backend: str = "torch") -> TextDrafter:
-    """Load out_dir/drafter (or the drafter dir itself). Text embeddings come from `text_emb` or from `ds`."""
-    import json
-
-    path = Path(path)
-    if not (path / "config.json").exists() and (path / "drafter" / "config.json").exists():
-        path = path / "drafter"
-    meta = json.loads((path / "config.json").read_text())
-    if text_emb is None:
-        if ds is None:
-            raise ValueError("pass ds (ProcessedDataset) or text_emb to load a text drafter")
-        if meta.get("fingerprint") and meta["fingerprint"] != ds.fingerprint:
-            raise ValueError(f"{path} was trained on dataset fingerprint {meta['fingerprint']}, "
-                             f"this dataset is {ds.fingerprint}")
-        text_emb = ds.embeddings(meta.get("text_model"))
-    return TextDrafter.load(path, text_emb, device=device, backend=backend)
+    return TextDrafter(lit.model.cpu(), device="auto"), info

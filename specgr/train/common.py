@@ -69,3 +69,11 @@ def batch_loader(dataset, batch_size: int, shuffle: bool, seed: int = 0, num_wor
     return DataLoader(dataset, sampler=ShuffledBatches(len(dataset), batch_size, shuffle, seed, drop_last),
                       batch_size=None, num_workers=num_workers, pin_memory=torch.cuda.is_available(),
                       persistent_workers=num_workers > 0)
+
+
+def load_lightning_checkpoint(path) -> dict:
+    """A Lightning checkpoint our trainers wrote (`<out>/checkpoints/best.ckpt`): the one place that reloads one, with
+    torch.load(weights_only=True). The model weights are under "state_dict"."""
+    from specgr.checkpoint import safe_torch_load
+
+    return safe_torch_load(path, "cpu", fix="retrain the stage (its checkpoints/ folder is incomplete).")

@@ -1,4 +1,4 @@
-"""SpecGR++ training (docs/reference specgr.md sec. 5.2-5.3): the TIGER encoder learns to draft for itself.
+"""SpecGR++ training (docs/METHOD.md §8): the TIGER encoder learns to draft for itself.
 
 Stage 1 (from scratch, all parameters):  L  = lam_emb * InfoNCE(seq, next item; in-batch, gathered over ranks)
                                               + lam_gen * TIGER CE          (two independent shuffled loaders)
@@ -16,7 +16,6 @@ cfg.lr_scaling says so.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,20 +29,21 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Sampler
 
 from specgr import distributed as D
-from specgr.data.tokenize import PAD, tokenize_rows
+from specgr.data.tokenize import tokenize_rows
 from specgr.drafters.encoder import (Projection, encode_item_table, item_embeddings, save_specgr_pp,
                                      sequence_embeddings)
 from specgr.losses import contrastive_loss, full_softmax_loss
 from specgr.metrics import DEFAULT_KS, topk_metrics
 from specgr.models.tiger import TIGER, TigerConfig
 from specgr.retrieval import RetrievalIndex
-from specgr.train.common import cosine_with_warmup, resolve_precision
-from specgr.train.sasrec import TensorRows, valid_pool
+from specgr.sid.semantic_ids import PAD
+from specgr.train.common import cosine_with_warmup, load_lightning_checkpoint, resolve_precision
+from specgr.train.retrieval import TensorRows, valid_pool, write_info
 
 
 @dataclass
 class SpecGRPPConfig:
-    """Defaults = the Games values of specgr.md sec. 8 (per device batch sizes, lr NOT scaled by GPU count)."""
+    """Defaults = the paper's Games values (docs/METHOD.md §8; per device batch sizes, lr NOT scaled by GPU count)."""
 
     proj_dim: int = 64  # p (128 for Office/Phones)
     tau: float = 0.07
@@ -362,7 +362,7 @@ def _fit(lit: SpecGRPPModule, trainer: L.Trainer, ckpt, data: SpecGRPPData, fast
     dt = time.perf_counter() - t0
     best = "" if fast_dev_run else (ckpt.best_model_path or "")
     if best:
-        ck = torch.load(best, map_location="cpu", weights_only=False)
+        ck = load_lightning_checkpoint(best)
         lit.load_state_dict(ck["state_dict"], strict=False)  # non-persistent buffers (sid_tokens, pool) are not in it
         lit.on_load_checkpoint(ck)
     steps = trainer.global_step
@@ -410,7 +410,7 @@ def train_specgr_pp(ds, sids, tiger_cfg: TigerConfig, cfg: SpecGRPPConfig | None
         init_state = lit.state_dict()
     else:
         path = init_ckpt or out_dir / "stage1" / "checkpoints" / "best.ckpt"
-        init_state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        init_state = load_lightning_checkpoint(path)["state_dict"]
         info["stage1"] = {"init_ckpt": str(path)}
     if 2 not in stages:
         table = encode_item_table(lit.model, lit.proj, lit.sid_tokens, cfg.item_batch_size).cpu()
@@ -430,7 +430,7 @@ def train_specgr_pp(ds, sids, tiger_cfg: TigerConfig, cfg: SpecGRPPConfig | None
     model, proj, table = lit2.model.cpu().eval(), lit2.proj.cpu().eval(), lit2.item_table.detach().cpu()
     _write_info(out_dir, info)
     if not fast_dev_run and D.get_rank() == 0:
-        save_specgr_pp(out_dir, model, proj, table, sids, ds.fingerprint,
+        save_specgr_pp(out_dir, model, proj, table, sids, ds.fingerprint, train_config=cfg.to_dict(),
                        extra={"stage1": _brief(info["stage1"]), "stage2": _brief(info["stage2"])})
     return model, proj, table, info
 
@@ -440,7 +440,5 @@ def _brief(stage_info: dict) -> dict:
 
 
 def _write_info(out_dir, info):
-    if D.get_rank() != 0:
-        return
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    (Path(out_dir) / "info.json").write_text(json.dumps(info, indent=2, default=str))
+    if D.get_rank() == 0:
+        write_info(out_dir, info)

@@ -1,19 +1,18 @@
 """Evaluate a trained TIGER run directory (constrained beam search) with the shared evaluator.
 
-    python benchmarks/tiger_eval.py devruns/amazon2014-beauty-loo/tiger devdata/processed/amazon2014-beauty-loo out.json
+    python scripts/gpu/tiger_eval.py devruns/amazon2014-beauty-loo/tiger devdata/processed/amazon2014-beauty-loo out.json
 """
 
 import sys
-
-import torch
 
 from specgr.data.processed import ProcessedDataset
 from specgr.evaluate import evaluate, write_json
 from specgr.models.tiger import load_tiger
 from specgr.speculate import TigerOnly
+from specgr.utils import resolve_device
 
 run, data, out = sys.argv[1:4]
-dev = "cuda" if torch.cuda.is_available() else "cpu"
+dev = resolve_device("auto")
 ds = ProcessedDataset.load(data)
 model, sids = load_tiger(run, ds=ds)
 rec = TigerOnly(model, sids, num_beams=50, device=dev)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run pipeline stages on the lent GPU (device tool) over processed data prepared here on the CPU.
-#   bash benchmarks/device_pipeline.sh PRESET STAGES [--set k=v ...]
+#   bash scripts/gpu/pipeline.sh PRESET STAGES [--set k=v ...]
 # Inputs: .carry/processed/<dataset>/ (and optionally .carry/restore/*.tgz.part* from an earlier call).
 # State lives in devdata/ devruns/ devresults/ (not carried, so a warm machine keeps it between calls).
 # Outputs under $OUT: the log and a split tarball of the light stage outputs (no Lightning optimizer checkpoints).
@@ -14,9 +14,8 @@ for d in .carry/processed/*; do [ -d "devdata/processed/$(basename $d)" ] || cp 
 if ls .carry/restore/*.part* >/dev/null 2>&1 && [ ! -f devruns/.restored ]; then
   cat .carry/restore/*.part* | tar xzf - && mkdir -p devruns && touch devruns/.restored && echo "restored earlier outputs"
 fi
-dataset=$(python3 -c "from specgr.config import load_preset; print(load_preset('$preset')['dataset'])")
 t0=$(date +%s)
-python3 -m specgr.cli pipeline --dataset "$dataset" --preset "$preset" --data-root devdata/processed --runs devruns \
+python3 -m specgr.cli pipeline --preset "$preset" --data-root devdata/processed --runs devruns \
   --results devresults --stages "$stages" "$@" 2>&1 \
   | grep --line-buffered -v "it/s\]\|Tip\|TPU available\|LOCAL_RANK\|GPU available\|Seed set\|num_workers\|LeafSpec\|^\s*warn" \
   | tee -a "$OUT/pipeline_${preset}.log"

@@ -1,6 +1,6 @@
 """Latency from a slider change to an updated result, on the CPU, with the demo checkpoint.
 
-    .venv/bin/python app/bench_latency.py [--n 15]
+    .venv/bin/python scripts/bench_app_latency.py [--n 15]
 
 (a) the model call the app makes per interaction (helpers.recommend), per drafter, over real test histories;
 (b) the whole app: streamlit's AppTest moves the γ slider and re-runs the page; reported are the in-page time (script
@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+APP = Path(__file__).resolve().parents[1] / "app"
+sys.path.insert(0, str(APP))  # the app's own helpers module, as app/main.py imports it
 
 
 def main():
@@ -55,8 +55,9 @@ def main():
 
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(HERE / "main.py"), default_timeout=600).run()
-    assert not at.exception, at.exception
+    at = AppTest.from_file(str(APP / "main.py"), default_timeout=600).run()
+    if at.exception:
+        raise SystemExit(f"the app failed: {at.exception}")
     page, wall = [], []
     for i in range(args.n):
         t = time.perf_counter()
