@@ -29,7 +29,8 @@ from specgr.drafters.encoder import EncoderDrafter, Projection
 from specgr.models.tiger import TIGER, tiger_preset
 from specgr.sid.semantic_ids import SemanticIDs
 from specgr.speculate import ReferenceSpecGR, SpecGR, SpecGRConfig, TigerOnly
-from specgr.speculate.batched import resolve_device, sync
+from specgr.speculate.batched import sync
+from specgr.utils import resolve_device
 
 
 class _Rows:

@@ -3,7 +3,7 @@
 Scores are the plain sum of the model's log-probs of the 4 digits: masking invalid tokens removes them but does NOT
 renormalise the remaining ones, so a constrained beam as wide as the catalog returns exactly the exhaustive ranking
 (every item scored by its 4-digit log-likelihood). No EOS step: all ids have 4 digits, so the EOS log-prob would only
-add noise to the ranking (the official code's 5th step, specgr.md §10.5).
+add noise to the ranking (the authors' code scores a fifth, EOS step).
 
 `Beam` + `beam_step` are the one beam driver: `beam_search` is four steps of it, and the SpecGR loop
 (specgr.speculate) takes one step per round, interleaved with drafting and verification.
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from specgr.models.tiger import DECODER_START, TIGER, EncoderState
+from specgr.sid.semantic_ids import N_DIGITS
 
-N_DIGITS = 4
 NEG_INF = float("-inf")
 
 

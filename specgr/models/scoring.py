@@ -1,4 +1,4 @@
-"""The verifier primitive: teacher-forced, length-normalised candidate log-likelihoods (specgr.md §6.1).
+"""The verifier primitive: teacher-forced, length-normalised candidate log-likelihoods (docs/METHOD.md §6).
 
 For a candidate x with SID tokens (c1..c4), one decoder pass on [PAD, c1, c2, c3] gives log p(c_t | c_<t, X) for
 t = 1..4, and
@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from specgr.models.tiger import DECODER_START, TIGER, EncoderState
+from specgr.sid.semantic_ids import N_DIGITS
 
-N_DIGITS = 4
 LENGTH_RULES = ("paper", "prefix_len")
 
 

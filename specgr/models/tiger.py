@@ -1,4 +1,4 @@
-"""TIGER: a T5 encoder-decoder over semantic-ID tokens, as SpecGR uses it (specgr.md §3).
+"""TIGER: a T5 encoder-decoder over semantic-ID tokens, as SpecGR uses it (docs/METHOD.md §3).
 
 Parameters live in a Hugging Face `T5ForConditionalGeneration` (the paper's model: relative position buckets,
 RMS LayerNorm, no biases, ReLU FFN, tied input/output embeddings, decoder start = PAD 0), so the state dict is the
@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-PAD, BOS, EOS = 0, 1, 2
+from specgr.sid.semantic_ids import BOS, EOS, PAD  # noqa: E402,F401  (the one token layout)
 DECODER_START = PAD  # as in T5
 # cuDNN's attention builds an execution plan per new input shape (milliseconds of host time each); decoding calls it
 # with a new shape every round, so we keep to the flash / memory-efficient / math kernels (profile in RESULTS.md)
@@ -55,7 +55,7 @@ class TigerConfig:
         return from_dict(cls, d)
 
 
-# specgr.md §3 (paper configs) + the TIGER paper's own Beauty config + a tiny one for tests
+# the paper's per-dataset configs (docs/METHOD.md §3) + the TIGER paper's Beauty config + a tiny one for tests
 PRESETS: dict[str, TigerConfig] = {
     "games": TigerConfig(d_model=64, d_ff=1024, n_layers=4, n_heads=4),
     "office": TigerConfig(d_model=128, d_ff=1024, n_layers=6, n_heads=6),

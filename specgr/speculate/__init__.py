@@ -1,4 +1,4 @@
-"""Speculative inference: draft -> verify -> guided re-draft (specgr.md §6).
+"""Speculative inference: draft -> verify -> guided re-draft (docs/METHOD.md §7).
 
     from specgr.speculate import SpecGR, SpecGRConfig
     rec = SpecGR(model, drafter, sids, SpecGRConfig(draft_size=50, num_beams=30, threshold=-1.4), device="cuda")

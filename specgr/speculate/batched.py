@@ -1,6 +1,6 @@
 """Batched, exact SpecGR: the loop of `specgr.speculate.reference` run for B users at once, returning the same lists.
 
-What "exact" takes care of, compared with the official batched code (specgr.md §6.3, §10):
+What "exact" takes care of, compared with the authors' batched code (docs/METHOD.md §7):
 - per-user prefix constraints (`SemanticIDs.prefix_match_mask` is per row), never a union over the batch;
 - an item is never drafted twice (the drafter gets each user's drafted ids as `exclude`), so lists have no duplicates;
 - per-user early exit: users with >= K accepted leave the active set, which is compacted, so they stop costing
@@ -20,26 +20,14 @@ import numpy as np
 import torch
 from torch.profiler import record_function
 
-from specgr.models.beam import beam_search
+from specgr.models.beam import NEG_INF, beam_search
+from specgr.sid.semantic_ids import N_DIGITS
+from specgr.utils import as_long, resolve_device
 from specgr.speculate import steps
 from specgr.speculate.config import SpecGRConfig
 from specgr.speculate.trace import (SOURCE_ACCEPTED, SOURCE_BEAM, SOURCE_FILL, SOURCE_NAMES, SOURCE_NONE, RoundTrace,
                                     SpecGRResult, UserTrace)
 
-N_DIGITS = 4
-NEG_INF = float("-inf")
-
-
-def _as_long(x, device) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x.to(device=device, dtype=torch.long)
-    return torch.as_tensor(np.asarray(x), dtype=torch.long, device=device)
-
-
-def resolve_device(device) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def sync(device: torch.device) -> None:
@@ -120,10 +108,13 @@ class SpecGR:
     @torch.inference_mode()
     def recommend(self, history, hist_len, k: int | None = None, trace: bool = False) -> SpecGRResult:
         """history (B, H) item ids (-1 pad), hist_len (B,) -> SpecGRResult (tensors on self.device)."""
+        from specgr.recommenders import validate_history
+
+        validate_history(history, hist_len, self.sids.n_items)  # unknown ids, empty histories: a ValueError with a fix
         cfg, sids, dev = self.cfg, self.sids, self.device
         K, d, W, l = k or cfg.top_k, cfg.draft_size, cfg.num_beams, cfg.max_rounds
         in_only = not cfg.inductive  # ablation: drafts and beams restricted to in-sample items
-        hist, hl = _as_long(history, dev), _as_long(hist_len, dev)
+        hist, hl = as_long(history, dev), as_long(hist_len, dev)
         B, M = hist.shape[0], cfg.max_rounds * cfg.draft_size
 
         # candidate buffers in drafting order: column (r - 1) * δ + j = j-th draft of round r
@@ -337,10 +328,13 @@ class TigerOnly:
 
     @torch.inference_mode()
     def recommend(self, history, hist_len, k: int = 50, trace: bool = False) -> SpecGRResult:
+        from specgr.recommenders import validate_history
+
+        validate_history(history, hist_len, self.sids.n_items)
         dev, sids = self.device, self.sids
         k = k or 50
         W = max(self.num_beams or k, k)
-        hist, hl = _as_long(history, dev), _as_long(hist_len, dev)
+        hist, hl = as_long(history, dev), as_long(hist_len, dev)
         B = hist.shape[0]
         with steps.autocast(dev, self.autocast):
             _, _, state = steps.encode(self.model, sids, hist, hl)

@@ -1,4 +1,4 @@
-"""SpecGR inference settings (specgr.md §6). Defaults = the paper's loop [v-old] with the Games quick-start values."""
+"""SpecGR inference settings (docs/METHOD.md §6, §7; the switches beyond the paper: §9). Defaults = the paper's loop [v-old] with the Games quick-start values."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class SpecGRConfig:
 
     @classmethod
     def official_vnew(cls, drafter: str = "encoder", **kw) -> "SpecGRConfig":
-        """The official v-new flags (SpecGR_clean.py), minus its batching bugs (we keep per-user prefixes, no dups).
+        """The authors' later (v-new) loop flags (docs/METHOD.md §6, §7), minus its batching bugs (we keep per-user prefixes, no dups).
 
         drafter="encoder" (SpecGR++): prefix_len clamped at 3; "aux" (SpecGR_Aux): clamped at 2.
         """

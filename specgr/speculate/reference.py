@@ -1,4 +1,4 @@
-"""The SpecGR loop for one user at a time: plain, readable, exactly the paper's algorithm (specgr.md §6.2).
+"""The SpecGR loop for one user at a time: plain, readable, exactly the paper's algorithm (docs/METHOD.md §7).
 
     encode the history once
     for round r = 1 .. l:
@@ -20,10 +20,10 @@ import torch
 
 from specgr.speculate import steps
 from specgr.speculate.config import SpecGRConfig
+from specgr.sid.semantic_ids import N_DIGITS
 from specgr.speculate.trace import (SOURCE_ACCEPTED, SOURCE_BEAM, SOURCE_FILL, SOURCE_NAMES, SOURCE_NONE, RoundTrace,
                                     SpecGRResult, UserTrace)
 
-N_DIGITS = 4
 
 
 class ReferenceSpecGR:

@@ -17,7 +17,6 @@ from specgr.data.tokenize import history_tokens
 from specgr.models.beam import Beam, beam_step  # noqa: F401  (the loop's beam driver, re-exported here)
 from specgr.models.scoring import score_candidates
 
-N_DIGITS = 4
 
 
 def autocast(device: torch.device, enabled: bool):

@@ -20,7 +20,7 @@ import contextlib
 
 import torch
 
-from specgr.data.tokenize import PAD
+from specgr.sid.semantic_ids import PAD
 from specgr.train.buckets import N_LABELS, BucketedRows
 
 WARMUP_STEPS = 3  # eager steps per bucket before capture (cuBLAS/allocator/autograd set-up must not be captured)

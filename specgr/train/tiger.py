@@ -35,13 +35,14 @@ import torch
 
 from specgr import distributed as D
 from specgr.checkpoint import atomic_torch_save
-from specgr.data.tokenize import PAD, tokenize_rows
+from specgr.data.tokenize import tokenize_rows
 from specgr.metrics import rank_metrics, target_rank
 from specgr.models.beam import beam_search
 from specgr.models.tiger import TIGER, TigerConfig, save_tiger
 from specgr.train.buckets import BucketedRows
 from specgr.train.common import cosine_schedule, resolve_precision, resolve_warmup
 from specgr.train.step import TrainStep, adamw, set_lr
+from specgr.sid.semantic_ids import PAD
 
 VAL_KS = (5, 10, 50)
 MONITOR = "ndcg@10"  # overall valid NDCG@10 of constrained beam search (the official selection metric)
