@@ -24,6 +24,7 @@ plus sids.npz), which drafters can add their own weights to.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -142,7 +143,7 @@ def validate(model: TIGER, rows, tok: torch.Tensor, val_sids, val_ids: torch.Ten
     part = rows.subset(idx)
     t = tokenize_rows(part, tok)
     ranks, loss_sum, cnt = [], torch.zeros(5, device=dev), torch.zeros(5, device=dev)
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if autocast and dev.type == "cuda" else _null()
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if autocast and dev.type == "cuda" else contextlib.nullcontext()
     for s in range(0, len(idx), batch_size):
         ids = t["input_ids"][s:s + batch_size].to(dev).long()
         labels = t["labels"][s:s + batch_size].to(dev).long()
@@ -161,12 +162,6 @@ def validate(model: TIGER, rows, tok: torch.Tensor, val_sids, val_ids: torch.Ten
     s["loss_per_digit"] = dict(zip(DIGITS, per_digit))
     model.train(was_training)
     return s
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def plan_steps(cfg: TigerTrainConfig, batches_per_epoch: int) -> tuple[int, int]:
