@@ -5,11 +5,16 @@ beam search against the exact full-catalog likelihood ranking.
         --preset amazon2014-beauty-loo --runs runs --results results
     python experiments/controls.py beam-vs-exact --data-root data/processed --dataset amazon2018-game \
         --tiger runs/amazon2018-game/tiger --rows 1000 --results results
+    python experiments/controls.py transition --data-root data/processed --dataset amazon2014-beauty-loo
 
 `sasrec` trains SASRec with the preset's settings (the pipeline's sasrec stage) and scores the test split both ways
 (history items allowed / excluded): <results>/<dataset>/sasrec_control.json. `beam-vs-exact` ranks the in-sample
 catalog for each test row by (a) width-50 constrained beam search and (b) the exact sum of the 4 digit log-probs of
-every item, and compares Recall/NDCG@{5,10,50}: <results>/<dataset>/beam_vs_exact.json.
+every item, and compares Recall/NDCG@{5,10,50}: <results>/<dataset>/beam_vs_exact.json. `transition` asks whether
+valid and test differ in difficulty with no model at all: an item-to-item transition count model (last history item
+-> target, counted on train; ties broken by popularity; history items excluded) scored by Recall@10 on valid and test,
+the targets' train popularity, and the share of users whose valid and test targets fall on the same day:
+<results>/<dataset>/transition_control.json.
 """
 
 from __future__ import annotations
@@ -80,10 +85,43 @@ def cmd_beam_vs_exact(a) -> dict:
     return out
 
 
+def cmd_transition(a) -> dict:
+    import scipy.sparse as sp
+
+    from specgr.data.processed import ProcessedDataset
+
+    ds = ProcessedDataset.load(Path(a.data_root) / a.dataset)
+    tr, N = ds.rows("train"), ds.n_items
+    last = lambda r: r.history[np.arange(len(r.target)), r.hist_len - 1]  # noqa: E731
+    M = sp.csr_matrix((np.ones(len(tr.target)), (last(tr), tr.target)), shape=(N, N))
+    pop = np.bincount(tr.target, minlength=N).astype(float)
+    out = {}
+    for split in ("valid", "test"):
+        r = ds.rows(split)
+        hits = []
+        for s in range(0, len(r.target), 2048):
+            sc = M[last(r)[s:s + 2048]].toarray() + 1e-3 * pop[None]
+            h = r.history[s:s + 2048]
+            for j in range(h.shape[1]):  # history items excluded (-1 = padding)
+                ok = h[:, j] >= 0
+                sc[np.flatnonzero(ok), h[ok, j]] = -1.0
+            top = np.argpartition(-sc, 10, axis=1)[:, :10]
+            hits.append((top == r.target[s:s + 2048, None]).any(1))
+        out[split] = {"recall@10": float(np.concatenate(hits).mean()),
+                      "target_train_count_median": float(np.median(pop[r.target])),
+                      "target_train_count_mean": float(pop[r.target].mean())}
+    v, t = ds.rows("valid"), ds.rows("test")
+    vts = dict(zip(v.user.tolist(), v.ts.tolist()))
+    same = [vts[u] == ts for u, ts in zip(t.user.tolist(), t.ts.tolist()) if u in vts]
+    out["share_of_users_valid_and_test_target_same_day"] = float(np.mean(same)) if same else float("nan")
+    print({k: (round(x["recall@10"], 4) if isinstance(x, dict) else round(x, 3)) for k, x in out.items()})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("sasrec", "beam-vs-exact"):
+    for name in ("sasrec", "beam-vs-exact", "transition"):
         p = sub.add_parser(name)
         p.add_argument("--data-root", default="data/processed")
         p.add_argument("--dataset", required=True)
@@ -95,8 +133,9 @@ def main(argv=None) -> int:
         sub.choices["beam-vs-exact"].add_argument(k, type=type(v) if v is not None else str, default=v,
                                                   required=v is None)
     a = ap.parse_args(argv)
-    res = cmd_sasrec(a) if a.cmd == "sasrec" else cmd_beam_vs_exact(a)
-    name = "sasrec_control.json" if a.cmd == "sasrec" else "beam_vs_exact.json"
+    res = {"sasrec": cmd_sasrec, "beam-vs-exact": cmd_beam_vs_exact, "transition": cmd_transition}[a.cmd](a)
+    name = {"sasrec": "sasrec_control.json", "beam-vs-exact": "beam_vs_exact.json",
+            "transition": "transition_control.json"}[a.cmd]
     out = Path(a.results) / a.dataset / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=str))

@@ -3,8 +3,9 @@
     python experiments/eval_subset.py --checkpoint DIR --rows 4096 --out results/amazon2018-game/test_subset4096 \
         --tune results/amazon2018-game/tune.json --methods drafter-aux tiger specgr-aux:paper specgr-aux:fair
 
-A method is a name of specgr.recommenders.METHODS, or `specgr-aux:VARIANT` / `specgr++:VARIANT` with the tuned knobs of
-that variant from a tune.json (specgr.pipeline's tune stage). Each is scored with history items excluded (`_nohist`)
+A method is a name of specgr.recommenders.METHODS (specgr-* with the checkpoint's SpecGR defaults, or those of
+--defaults), or `specgr-aux:VARIANT` / `specgr++:VARIANT` with the tuned knobs of that variant from a tune.json
+(specgr.pipeline's tune stage). Each is scored with history items excluded (`_nohist`)
 and, with --both, also allowed. Writes one JSON per method and protocol (the shared results schema).
 """
 
@@ -32,6 +33,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tune", default=None)
+    ap.add_argument("--defaults", default=None, help="a bundle config.json whose SpecGR defaults replace the checkpoint's "
+                    "(e.g. an earlier version of it) for the plain specgr-* methods")
     ap.add_argument("--methods", nargs="+", required=True)
     ap.add_argument("--both", action="store_true", help="also score with history items allowed")
     ap.add_argument("--batch-size", type=int, default=256)
@@ -43,6 +46,8 @@ def main(argv=None) -> int:
     idx = np.sort(np.random.default_rng(a.seed).choice(len(rows), min(a.rows, len(rows)), replace=False))
     rows = rows.subset(idx)
     best = json.loads(Path(a.tune).read_text())["best"] if a.tune else {}
+    if a.defaults:
+        b.specgr_defaults = json.loads(Path(a.defaults).read_text())["config"]["specgr_defaults"]
     for m in a.methods:
         method, _, variant = m.partition(":")
         cfg = None

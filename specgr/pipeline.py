@@ -426,7 +426,7 @@ class Pipeline:
 
         def run():
             rows = self.valid_subset(tc.valid_rows)
-            best, choices, table = {}, {}, []
+            best, choices, valid_score, table = {}, {}, {}, []
             for drafter in tc.drafters:
                 method = {"encoder": "specgr++", "aux": "specgr-aux", "knn": "specgr-knn"}[drafter]
                 for variant in tc.variants:
@@ -444,10 +444,14 @@ class Pipeline:
                                **flatten_result(pt["result"], knobs=True)} for pt in rec["points"]]
                     best.setdefault(drafter, {})[variant] = cfg.to_dict()
                     choices.setdefault(drafter, {})[variant] = rec["choices"]
+                    last = rec["choices"][-1]["knob"]  # the chosen config is the best point of the last knob's grid
+                    valid_score.setdefault(drafter, {})[variant] = max(
+                        pt["result"]["overall"][tc.metric] for pt in rec["points"] if pt["knob"] == last)
                     self.log(f"[tune] {tag}: best on valid " + ", ".join(f"{c['knob']}={c['chosen']}" +
                              ("" if c["interior"] else " (EDGE)") for c in rec["choices"]))
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({"best": best, "choices": choices, "metric": tc.metric,
+            out.write_text(json.dumps({"best": best, "choices": choices, "metric": tc.metric, "valid_score": valid_score,
+                                       "best_variant": {d: max(v, key=v.get) for d, v in valid_score.items()},
                                        "valid_rows": len(rows), "exclude_history": tc.exclude_history,
                                        "all_interior": all(c["interior"] for d in choices.values()
                                                            for v in d.values() for c in v),
@@ -576,23 +580,14 @@ def run_pipeline(cfg: PipelineConfig, stages=STAGES, force=(), mirror=None, expo
 
 
 def _defaults(p: Pipeline, best: dict | None) -> dict:
-    """The bundle's SpecGR settings per drafter: the tuned variant that scored best on valid (the paper's loop until
-    tuning has run). knn borrows aux's."""
+    """The bundle's SpecGR settings per drafter: the tuned variant that scored best on valid (tune.json's
+    best_variant), else the paper's loop; knn borrows aux's."""
     base = p.cfg.specgr_cfg().to_dict()
     tune = p.results_root / p.ds_name / "tune.json"
-    scores = {}
-    if best and tune.exists():
-        t = json.loads(tune.read_text())
-        metric = t.get("metric", "recall@50")
-        for row in t.get("table", []):
-            key = (row["drafter"], row["variant"])
-            scores[key] = max(scores.get(key, -1.0), row[f"overall_{metric}"])
+    winner = json.loads(tune.read_text()).get("best_variant", {}) if best and tune.exists() else {}
     out = {}
     for d in ("encoder", "aux", "knn"):
-        variants = (best or {}).get(d if d != "knn" else "aux", {})
-        if variants:
-            pick = max(variants, key=lambda v: scores.get((d if d != "knn" else "aux", v), -1.0))
-            out[d] = {**base, **variants[pick], "exclude_history": True}
-        else:
-            out[d] = dict(base)
+        src = d if d != "knn" else "aux"
+        v = winner.get(src)
+        out[d] = {**base, **best[src][v], "exclude_history": True} if v else dict(base)
     return out

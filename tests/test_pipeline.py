@@ -31,6 +31,15 @@ def test_pipeline_runs_every_stage(tiny_run):
     tune = json.loads((res / "tune.json").read_text())
     assert tune["best"]["encoder"]["paper"]["threshold"] in (-1.6, -2.0, -3.0, -3.4)  # grid or one widening step
     assert {c["knob"] for c in tune["choices"]["aux"]["fair"]} >= {"new_item_bonus", "fusion_weight"}
+    # the bundle carries, per drafter, the variant that scored best on valid
+    from specgr.bundle import Bundle
+
+    defaults = Bundle.load(p.run_dir / "export" / "bundle", ds=p.ds).specgr_defaults
+    for d in ("encoder", "aux"):
+        v = tune["best_variant"][d]
+        assert tune["valid_score"][d][v] == max(tune["valid_score"][d].values())
+        assert {k: defaults[d][k] for k in tune["best"][d][v] if k != "exclude_history"} == \
+            {k: x for k, x in tune["best"][d][v].items() if k != "exclude_history"}
     # history exclusion is a protocol switch applied to every method: no list holds a history item
     assert json.loads((res / "tiger_nohist.json").read_text())["params"]["exclude_history"] is True
     vs = json.loads((res / "verifier_scores.json").read_text())

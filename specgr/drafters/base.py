@@ -95,6 +95,19 @@ class EmbeddingDrafter:
 
 
 @torch.no_grad()
+def drafter_scores(drafter, history, hist_len, items: torch.Tensor) -> torch.Tensor:
+    """The drafter's score of given items (B, M) for each user: what `draft` would have returned for them (the inner
+    product with the user's query vector; 0 for item -1). Needs an embedding drafter (an `index` and
+    `query_embeddings`), as every drafter in this package is."""
+    if not (hasattr(drafter, "index") and hasattr(drafter, "query_embeddings")):
+        raise ValueError(f"fusion_weight > 0 needs an embedding drafter; {type(drafter).__name__} has no index. "
+                         "Fix: fusion_weight=0, or a drafter built on specgr.drafters.base.EmbeddingDrafter.")
+    dev = getattr(drafter, "device", history.device)
+    q = drafter.query_embeddings(history.to(dev), hist_len.to(dev))
+    return drafter.index.score(q, items.to(dev)).to(items.device)
+
+
+@torch.no_grad()
 def draft_in_batches(drafter, history, hist_len, k: int, batch_size: int = 1024, allowed=None,
                      exclude=None) -> tuple[np.ndarray, np.ndarray]:
     """Draft for many rows (R, H) in batches of `batch_size`; returns numpy ids (R, k) and scores (R, k).

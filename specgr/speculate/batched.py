@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.profiler import record_function
 
+from specgr.drafters.base import drafter_scores
 from specgr.models.beam import NEG_INF, beam_search
 from specgr.sid.semantic_ids import N_DIGITS
 from specgr.utils import as_long, resolve_device
@@ -74,8 +75,6 @@ class _DraftSource:
 
     def score(self, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """The drafter's scores of items (b, M) for batch rows (b,) (0 for id -1), on the items' device."""
-        from specgr.speculate.reference import drafter_scores
-
         if self.q is None:
             return drafter_scores(self.drafter, self.hist[rows], self.hist_len[rows], items)
         return self.drafter.index.score(self.q[rows.to(self.q.device)], items).to(items.device)

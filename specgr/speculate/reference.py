@@ -20,6 +20,7 @@ import torch
 
 from specgr.speculate import steps
 from specgr.speculate.config import SpecGRConfig
+from specgr.drafters.base import drafter_scores
 from specgr.sid.semantic_ids import N_DIGITS
 from specgr.speculate.trace import (SOURCE_ACCEPTED, SOURCE_BEAM, SOURCE_FILL, SOURCE_NAMES, SOURCE_NONE, RoundTrace,
                                     SpecGRResult, UserTrace)
@@ -145,19 +146,6 @@ class ReferenceSpecGR:
         from specgr.speculate.batched import run_rows
 
         return run_rows(self, rows, batch_size, k, progress, trace)
-
-
-@torch.no_grad()
-def drafter_scores(drafter, history, hist_len, items: torch.Tensor) -> torch.Tensor:
-    """The drafter's score of given items (B, M) for each user: what `draft` would have returned for them (the inner
-    product with the user's query vector; 0 for item -1). Needs an embedding drafter (an `index` and
-    `query_embeddings`), as every drafter in this package is."""
-    if not (hasattr(drafter, "index") and hasattr(drafter, "query_embeddings")):
-        raise ValueError(f"fusion_weight > 0 needs an embedding drafter; {type(drafter).__name__} has no index. "
-                         "Fix: fusion_weight=0, or a drafter built on specgr.drafters.base.EmbeddingDrafter.")
-    dev = getattr(drafter, "device", history.device)
-    q = drafter.query_embeddings(history.to(dev), hist_len.to(dev))
-    return drafter.index.score(q, items.to(dev)).to(items.device)
 
 
 def result_from_traces(traces: list[UserTrace], K: int, keep_traces: bool = True) -> SpecGRResult:

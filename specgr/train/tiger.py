@@ -275,7 +275,7 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
 
     bar = tqdm(total=total, initial=step0, disable=not cfg.progress_bar or rank != 0, desc="tiger", unit="step")
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    train_log, val_s, rows_seen = [], 0.0, 0
+    train_log, val_s = [], 0.0
     set_lr(opt, lr * cosine_schedule(step0, warmup, total, cfg.min_lr_ratio))
     sync()
     t_start = time.perf_counter()
@@ -298,7 +298,6 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
         else:
             step.run(bucket, idx)
         s += 1
-        rows_seen += int(cfg.batch_size)
         set_lr(opt, lr * cosine_schedule(s, warmup, total, cfg.min_lr_ratio))
         bar.update(1)
         if s % cfg.log_every_n_steps == 0 or s == total:
