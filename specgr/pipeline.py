@@ -158,7 +158,7 @@ class Pipeline:
         self.log = log
         self.hashes: dict[str, str] = {}
         self.timings: dict[str, float] = {}
-        self._ds = self._sids = self._tok = None
+        self._ds = self._sids = None
         self._cache: dict = {}
 
     @property
@@ -228,12 +228,13 @@ class Pipeline:
             self._ds = ProcessedDataset.load(self.data_root / self.ds_name)
         return self._ds
 
-    def sids_and_tokenizer(self):
+    def sids(self):
+        """The semantic ids alone: training reads only these, so a machine that trains needs no tokenizer file."""
         if self._sids is None:
-            from specgr.sid.build import load_sid_artifacts
+            from specgr.sid.build import load_sids
 
-            self._sids, self._tok, _ = load_sid_artifacts(self.ds.path, self.cfg.sid_cfg().method, device="cpu")
-        return self._sids, self._tok
+            self._sids = load_sids(self.ds.path, self.cfg.sid_cfg().method)
+        return self._sids
 
     def tiger(self):
         if "tiger" not in self._cache:
@@ -315,7 +316,7 @@ class Pipeline:
         def run():
             from specgr.train.tiger import train_tiger
 
-            sids, _ = self.sids_and_tokenizer()
+            sids = self.sids()
             _, info = train_tiger(self.ds, sids, mc, tc, out_dir=self._stage_dir("tiger"), resume=not force)
             self._cache.pop("tiger", None)
             return info
@@ -333,7 +334,7 @@ class Pipeline:
         def run():
             from specgr.train.specgr_pp import train_specgr_pp
 
-            sids, _ = self.sids_and_tokenizer()
+            sids = self.sids()
             state = self.tiger().state_dict() if init == "tiger" else None
             # train_specgr_pp writes its checkpoint directory itself (specgr.drafters.encoder.save_specgr_pp)
             _, _, _, info = train_specgr_pp(self.ds, sids, mc, pc, out_dir=self._stage_dir("specgr_pp"),

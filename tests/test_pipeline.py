@@ -76,7 +76,7 @@ def test_bundle_adds_a_new_item(tiny_run):
         d = b.drafter(name)
         ids, _ = d.draft(rows.history[:2], rows.hist_len[:2], k=b.ds.n_items)
         assert (ids == new_id).any(), name  # retrievable, no retraining
-    np.testing.assert_array_equal(b.sids.codes[:n0].numpy(), p.sids_and_tokenizer()[0].codes[:n0].numpy())
+    np.testing.assert_array_equal(b.sids.codes[:n0].numpy(), p.sids().codes[:n0].numpy())
     after = b.specgr("encoder").recommend(rows.history[:4], rows.hist_len[:4]).items
     assert after.shape[0] == 4
 

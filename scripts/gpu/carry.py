@@ -30,8 +30,12 @@ def pack(a) -> None:
         if (src / name / "sid").exists():
             (d / "sid").mkdir(exist_ok=True)
             for f in (src / name / "sid").glob("*"):
-                if f.suffix in (".npz", ".json") or f"{name}/{f.name}" in a.tokenizers:
+                if f.suffix in (".npz", ".json"):
                     shutil.copy2(f, d / "sid" / f.name)
+                elif f"{name}/{f.name}" in a.tokenizers:  # fp16: half the bytes (read back as fp32)
+                    from specgr.sid.build import load_sid_tokenizer, save_sid_tokenizer
+
+                    save_sid_tokenizer(d / "sid" / f.name, *load_sid_tokenizer(f, "cpu"), half=True)
     for spec in a.embeddings or []:
         name, model = spec.split(":", 1)
         slug = model.replace("/", "__")

@@ -31,6 +31,7 @@ DECODER_START = PAD  # as in T5
 # cuDNN's attention builds an execution plan per new input shape (milliseconds of host time each); decoding calls it
 # with a new shape every round, so we keep to the flash / memory-efficient / math kernels (profile in RESULTS.md)
 SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+SMALL_KEYS = 16  # at most this many keys (and no dropout): attention as two plain matmuls (see TIGER._sdpa)
 
 
 @dataclass
@@ -155,8 +156,15 @@ class TIGER(nn.Module):
         """(n, h, Lq, dk) attention -> (n, Lq, h*dk). scale=1: T5 does not scale q·k. `mask` is additive; pass it in
         q's dtype (`_compute_dtype`) so that no layer re-casts it."""
         p = self.cfg.dropout if self.training else 0.0
-        with sdpa_kernel(SDPA_BACKENDS):
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), dropout_p=p, scale=1.0)
+        if p == 0.0 and k.shape[2] <= SMALL_KEYS:
+            # decoding attends over 1-4 keys per sequence; the fused kernels tile that as 64x64 blocks of mostly
+            # padding (52% of the GPU time of a SpecGR batch, docs/RESULTS.md §4); two batched matmuls do the same
+            # maths on exactly the keys there are (softmax in fp32, as the fused kernels accumulate)
+            s = torch.matmul(q, k.transpose(-1, -2)).float() + mask.float()
+            o = torch.matmul(torch.softmax(s, -1).to(v.dtype), v)
+        else:
+            with sdpa_kernel(SDPA_BACKENDS):
+                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), dropout_p=p, scale=1.0)
         n, h, L, dk = o.shape
         return o.transpose(1, 2).reshape(n, L, h * dk)
 

@@ -127,14 +127,19 @@ def save_sid_artifacts(ds_path, sids: SemanticIDs, tokenizer, cfg: SIDConfig, re
     return d
 
 
-def load_sid_artifacts(ds_path, method: str = "rqvae", device: str = "auto"):
-    """-> (SemanticIDs on CPU, frozen tokenizer, SIDConfig)."""
-    d = sid_dir(ds_path)
-    f = d / f"{method}.npz"
+def load_sids(ds_path, method: str = "rqvae") -> SemanticIDs:
+    """<ds_path>/sid/<method>.npz -> SemanticIDs on CPU (no tokenizer needed: what training reads)."""
+    f = sid_dir(ds_path) / f"{method}.npz"
     if not f.exists():
         raise FileNotFoundError(f"no semantic ids at {f}. Fix: `specgr sid --method {method}` for this dataset.")
-    tok, cfg = load_sid_tokenizer(d / f"{method}_tokenizer.pt", device)
-    return SemanticIDs.load(f), tok, cfg
+    return SemanticIDs.load(f)
+
+
+def load_sid_artifacts(ds_path, method: str = "rqvae", device: str = "auto"):
+    """-> (SemanticIDs on CPU, frozen tokenizer, SIDConfig)."""
+    sids = load_sids(ds_path, method)
+    tok, cfg = load_sid_tokenizer(sid_dir(ds_path) / f"{method}_tokenizer.pt", device)
+    return sids, tok, cfg
 
 
 def encode_new_items(tokenizer, sids: SemanticIDs, emb_new, on_overflow: str | None = None) -> torch.Tensor:
