@@ -79,3 +79,25 @@ def test_expand_beams_step():
     # start state: one empty beam
     nt, ns, nv = expand_beams(lp[:, :1], torch.zeros(B, 1), torch.zeros(B, 1, 0, dtype=torch.long), 10)
     assert nt.shape == (B, 10, 1) and nv[:, :V].all() and not nv[:, V:].any()
+
+
+def test_beam_digit_logprobs_are_teacher_forced():
+    """Beam.logprobs (per digit) == the teacher-forced log-probs of the beams' tokens; they sum to the scores."""
+    from specgr.models.beam import Beam, beam_step
+    from specgr.models.scoring import digit_logprobs
+
+    sids, model, ids, mask = setup()
+    with torch.no_grad():
+        st = model.encoder_state(model.encode(ids, mask), mask)
+        beam = Beam.start(ids.shape[0], "cpu")
+        for L in range(1, 5):
+            beam = beam_step(model, sids, st, beam, 6)
+            assert beam.logprobs.shape == beam.tokens.shape and (beam.past is None) == (L == 4)
+            ok = beam.valid
+            assert torch.isinf(beam.logprobs[~ok]).all()
+            torch.testing.assert_close(beam.logprobs.sum(-1)[ok], beam.scores[ok], rtol=0, atol=1e-5)
+            full = torch.cat([beam.tokens, beam.tokens.new_full((*beam.tokens.shape[:2], 4 - L), 3)], -1)
+            tf = digit_logprobs(model, st, None, full)[..., :L]
+            torch.testing.assert_close(beam.logprobs[ok], tf[ok], rtol=0, atol=1e-5)
+        sub = beam.index(torch.tensor([2, 0]))
+        assert torch.equal(sub.logprobs, beam.logprobs[[2, 0]])

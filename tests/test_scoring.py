@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from specgr.data.tokenize import history_tokens
+from specgr.models.beam import Beam, beam_step
 from specgr.models.scoring import score_candidates
 from specgr.models.tiger import TIGER, tiger_preset
 from specgr.sid.semantic_ids import SemanticIDs
@@ -76,6 +77,40 @@ def test_empty_candidates(env):
     sids, model, enc, mask, _ = env
     v = score_candidates(model, enc, mask, torch.zeros(4, 0, dtype=torch.long), sids.tokens, sids.n_in_sample)
     assert v.shape == (4, 0)
+
+
+@pytest.mark.parametrize("L", [1, 2, 3])  # the beam before verification in rounds 2, 3, 4
+def test_prefix_reuse_equals_teacher_forced(L):
+    """Guided drafts scored on top of their parent beam (its digit log-probs + KV cache) == the full teacher-forced V,
+    for both length rules (prefix_len with min_len < L takes fewer digits than the reused prefix)."""
+    g = torch.Generator().manual_seed(L)
+    n, n_in, C, B, W, R = 200, 150, 5, 4, 4, 40
+    sids = SemanticIDs.from_codes(torch.randint(0, C, (n, 3), generator=g), n_in, C, on_overflow="grow")
+    torch.manual_seed(L)
+    model = TIGER(tiger_preset("tiny"), sids.vocab_size).eval()
+    ids, mask = history_tokens(torch.randint(0, n, (B, 6), generator=g), sids)
+    with torch.no_grad():
+        st = model.encoder_state(model.encode(ids, mask), mask)
+        beam = Beam.start(B, "cpu")
+        for _ in range(L):
+            beam = beam_step(model, sids, st, beam, W)
+    # every item under the user's beam prefixes, in random order, with -1 pads in between
+    allowed = sids.prefix_match_mask(beam.tokens, beam.valid)
+    cand = torch.full((B, R), -1)
+    for b in range(B):
+        items = allowed[b].nonzero()[:, 0]
+        items = items[torch.randperm(len(items), generator=g)][:R // 2]
+        slots = torch.randperm(R, generator=g)[:len(items)]
+        cand[b, slots] = items
+    assert (cand >= 0).sum() > 2 * B
+    rules = [("paper", 3)] + [("prefix_len", m) for m in (1, 2, 3)]
+    for rule, min_len in rules:
+        kw = dict(length_rule=rule, prefix_len=sids.prefix_len, min_len=min_len)
+        full = score_candidates(model, st, None, cand, sids.tokens, n_in, **kw)
+        for chunk in (None, 7):
+            got = score_candidates(model, st, None, cand, sids.tokens, n_in, chunk=chunk, beam=beam, **kw)
+            assert torch.isinf(got[cand < 0]).all() and torch.isfinite(got[cand >= 0]).all()
+            torch.testing.assert_close(got, full, rtol=0, atol=1e-5)
 
 
 @pytest.mark.gpu

@@ -289,3 +289,36 @@ def test_new_switches_do_what_they_say(world):
     new_acc = lambda r: sum(int((t.rounds[0].accepted & (t.rounds[0].drafted >= sids.n_in_sample)).sum())  # noqa: E731
                             for t in r.traces)
     assert new_acc(bonus) > new_acc(plain)
+
+
+@pytest.mark.parametrize("name", ["paper", "vnew-aux", "big-draft"])
+def test_guided_rounds_verify_like_teacher_forcing(world, name):
+    """Guided rounds score drafts on top of the beam prefix (docs/METHOD.md §6): the V in the trace equals a full
+    teacher-forced pass over the same drafts (ReferenceSpecGR and SpecGR share the path, so both are covered)."""
+    from specgr.speculate import steps
+
+    model, d, sids, hist, hl = world
+    cfg = CONFIGS[name]
+    res = SpecGR(model, d, sids, cfg).recommend(hist, hl, trace=True)
+    guided = 0
+    for b, tr in enumerate(res.traces):
+        _, _, st = steps.encode(model, sids, hist[b:b + 1], hl[b:b + 1])
+        for rt in tr.rounds:
+            ids = torch.as_tensor(rt.drafted)[None]
+            full = steps.verify(model, sids, st, ids, cfg.length_rule, cfg.min_len)[0]
+            np.testing.assert_allclose(rt.verify_scores, full.numpy(), rtol=0, atol=1e-5)
+            guided += cfg.uses_prefixes(rt.round)
+    assert guided >= len(hl)
+
+
+def test_reference_rejects_drafts_outside_the_prefixes(world):
+    """The prefix reuse needs every guided draft under a beam prefix (the Drafter protocol); the reference checks it."""
+
+    class IgnoresAllowed(PlainDrafter):
+        def draft(self, history, hist_len, k, allowed=None, exclude=None):
+            return self._inner.draft(history, hist_len, k, exclude=exclude)
+
+    model, d, sids, hist, hl = world
+    with pytest.raises(ValueError, match="allowed beam prefixes"):
+        ReferenceSpecGR(model, IgnoresAllowed(d.index.embeddings()), sids, small(threshold=0.0)).recommend(
+            hist[:1], hl[:1])

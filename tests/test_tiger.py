@@ -175,3 +175,24 @@ def test_bf16_training_and_beam_on_gpu():
             got, _, _ = beam_search(m, ids[:32], mask[:32], sids, width=50)
     top10 = [len(set(a[:10].tolist()) & set(b[:10].tolist())) for a, b in zip(ref, got)]
     assert sum(top10) / len(top10) >= 8  # bf16 may swap near-ties only
+
+
+def test_token_logprobs_chunked_and_with_cache(monkeypatch):
+    """decoder_token_logprobs == log_softmax gathered, whatever the logits chunk; with a cache == the full pass."""
+    import specgr.models.tiger as tiger_mod
+
+    V = 30
+    m = tiny_model(V)
+    ids, mask = random_batch(B=3, V=V)
+    g = torch.Generator().manual_seed(4)
+    tok = torch.randint(3, V, (3, 5, 4), generator=g)
+    dec = torch.cat([torch.zeros(3, 5, 1, dtype=torch.long), tok[..., :3]], -1)
+    with torch.no_grad():
+        st = m.encoder_state(m.encode(ids, mask), mask)
+        full = m.decoder_logprobs(st, None, dec).gather(-1, tok[..., None])[..., 0]
+        monkeypatch.setitem(tiger_mod.TOKEN_LOGPROB_CHUNK, "cpu", 7)  # 60 positions: 9 chunks, the last one short
+        assert torch.allclose(m.decoder_token_logprobs(st, None, dec, tok), full, atol=1e-5)
+        for Lp in (1, 2, 3):  # a cache of the first Lp inputs, then the rest decoded on top of it
+            _, past = m._decode(st, dec[..., :Lp])
+            got = m.decoder_token_logprobs(st, None, dec[..., Lp:], tok[..., Lp:], past=past)
+            assert torch.allclose(got, full[..., Lp:], atol=1e-5)

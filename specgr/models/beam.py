@@ -81,18 +81,22 @@ def fit_vocab(allowed: torch.Tensor, V: int) -> torch.Tensor:
 @dataclass
 class Beam:
     """W beams per user. tokens (B, W, L) SID tokens, scores (B, W) summed log-probs, valid (B, W);
-    past: the decoder self-attention cache of the beams (per layer (k, v), (B*W, h, L, d_kv)), None at L = 0."""
+    logprobs (B, W, L) fp32: the log-prob of each digit of each beam (-inf on invalid beams), which lets the SpecGR
+    verifier reuse a beam prefix's digits (`specgr.models.scoring.prefix_digit_logprobs`);
+    past: the decoder self-attention cache of the beams (per layer (k, v), (B*W, h, L, d_kv): inputs
+    [PAD, d1..d_{L-1}]), None at L = 0 and at L = 4 (nothing decodes after the last digit)."""
 
     tokens: torch.Tensor
     scores: torch.Tensor
     valid: torch.Tensor
+    logprobs: torch.Tensor
     past: list | None = None
 
     @classmethod
     def start(cls, B: int, device) -> "Beam":
         """The empty beam: one length-0 prefix per user with score 0."""
         return cls(torch.zeros(B, 1, 0, dtype=torch.long, device=device), torch.zeros(B, 1, device=device),
-                   torch.ones(B, 1, dtype=torch.bool, device=device))
+                   torch.ones(B, 1, dtype=torch.bool, device=device), torch.zeros(B, 1, 0, device=device))
 
     @property
     def length(self) -> int:
@@ -104,7 +108,7 @@ class Beam:
         if self.past is not None:
             B, W = self.scores.shape
             past = [tuple(t.view(B, W, *t.shape[1:])[rows].reshape(-1, *t.shape[1:]) for t in kv) for kv in self.past]
-        return Beam(self.tokens[rows], self.scores[rows], self.valid[rows], past)
+        return Beam(self.tokens[rows], self.scores[rows], self.valid[rows], self.logprobs[rows], past)
 
 
 def beam_step(model: TIGER, sids, state: EncoderState, beam: Beam, width: int, in_sample_only: bool = False,
@@ -124,7 +128,12 @@ def beam_step(model: TIGER, sids, state: EncoderState, beam: Beam, width: int, i
         allowed = fit_vocab(allowed.to(logp.device).view(B, W, -1), logp.shape[-1])
     tokens, scores, valid, parent = expand_beams(logp, beam.scores, beam.tokens, width, allowed, beam.valid,
                                                  return_parent=True)
-    return Beam(tokens, scores, valid, reorder_cache(past, parent) if L + 1 < N_DIGITS else None)
+    # per-digit log-probs: the parent's, then the new digit's (scores stay the running sum expand_beams computed)
+    rows = torch.arange(B, device=parent.device)[:, None]
+    digit = logp[rows, parent, tokens[..., -1]]  # (B, width)
+    logprobs = torch.cat([beam.logprobs[rows, parent], digit[..., None].float()], -1)
+    logprobs = logprobs.masked_fill(~valid[..., None], NEG_INF)
+    return Beam(tokens, scores, valid, logprobs, reorder_cache(past, parent) if L + 1 < N_DIGITS else None)
 
 
 @torch.no_grad()

@@ -7,13 +7,16 @@ t = 1..4, and
 
 with m = 4 for in-sample items and m = 3 for unseen ones (paper / [v-old]: the collision digit of a new item carries
 no signal), or m = max(prefix_len[x], min_len) ([v-new]). All users and candidates go in one batched decoder call;
-the encoder states are computed once per user and shared by its candidates.
+the encoder states are computed once per user and shared by its candidates. Candidates that extend a beam prefix
+(guided rounds) reuse the beam's digit log-probs and KV cache and decode only the digits after it
+(`prefix_digit_logprobs`).
 """
 
 from __future__ import annotations
 
 import torch
 
+from specgr.models.beam import Beam
 from specgr.models.tiger import DECODER_START, TIGER, EncoderState
 from specgr.sid.semantic_ids import N_DIGITS
 
@@ -43,16 +46,42 @@ def digit_logprobs(model: TIGER, enc, enc_mask, cand_tokens: torch.Tensor) -> to
     return model.decoder_token_logprobs(enc, enc_mask, dec_in, cand_tokens)
 
 
+def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.Tensor, beam: Beam) -> torch.Tensor:
+    """digit_logprobs of candidates that extend their user's beam prefixes, decoding only the digits after them.
+
+    cand_tokens (B, R, 4); beam: the user's current beam (tokens (B, W, L), 1 <= L <= 3, with its cache `past`).
+    Every real candidate must start with one of its user's valid beam prefixes (what guided re-drafting drafts); other
+    rows (pads) get numbers that the caller masks. Returns (B, R, 4) fp32, equal to `digit_logprobs` up to rounding:
+    digits 1..L are the parent beam's own (computed by the same decoder from the same inputs), and digits L+1..4
+    come from decoding the inputs c_L..c_3 (positions L..3) on top of the parent's cache of inputs [PAD, c_1..c_{L-1}],
+    which is exactly what the teacher-forced pass computes at those positions (causal attention: earlier positions
+    never see later ones).
+    """
+    B, R, _ = cand_tokens.shape
+    W, L = beam.tokens.shape[1:]
+    # the parent beam: constrained beams are distinct prefixes, so at most one matches (none for pads: beam 0)
+    match = (cand_tokens[:, :, None, :L] == beam.tokens[:, None]).all(-1) & beam.valid[:, None]  # (B, R, W)
+    parent = match.int().argmax(-1)  # (B, R)
+    rows = torch.arange(B, device=parent.device)[:, None]
+    flat = (rows * W + parent).reshape(-1)  # (B*R,) rows of the beam cache (B*W, h, L, d_kv)
+    past = [(k[flat], v[flat]) for k, v in beam.past]
+    tail = model.decoder_token_logprobs(state, None, cand_tokens[..., L - 1:N_DIGITS - 1], cand_tokens[..., L:],
+                                        past=past)  # (B, R, 4 - L)
+    return torch.cat([beam.logprobs[rows, parent], tail], -1)
+
+
 @torch.no_grad()
 def score_candidates(model: TIGER, enc, enc_mask, cand_items: torch.Tensor, sid_tokens, n_in_sample: int,
                      length_rule: str = "paper", prefix_len: torch.Tensor | None = None, min_len: int = 3,
-                     chunk: int | None = None) -> torch.Tensor:
+                     chunk: int | None = None, beam: Beam | None = None) -> torch.Tensor:
     """Verification scores V (B, R) fp32 of candidate items.
 
     enc (B, T, d) or an EncoderState (computed once per batch and reused: cheaper); enc_mask (B, T);
     cand_items (B, R) item ids, -1 = pad (score -inf); sid_tokens (N, 4) or a SemanticIDs (then prefix_len defaults
     to its prefix_len); length_rule "paper" (m = 4 in-sample / 3 unseen) or "prefix_len" (m = max(prefix_len, min_len)).
-    chunk: max candidates per user per decoder call (bounds the (B, chunk, 4, V) logits memory).
+    chunk: max candidates per user per decoder call (bounds the decoder's (B, chunk, 4, d) activations).
+    beam: the users' current beam (B, W, L >= 1) when every real candidate extends one of its prefixes (guided
+    re-drafting): then only the digits after the prefix are decoded (`prefix_digit_logprobs`; same V up to rounding).
     """
     if prefix_len is None and hasattr(sid_tokens, "prefix_len"):
         prefix_len = sid_tokens.prefix_len
@@ -65,7 +94,9 @@ def score_candidates(model: TIGER, enc, enc_mask, cand_items: torch.Tensor, sid_
     c = cand.clamp(min=0)
     tok = table.to(dev)[c]  # (B, R, 4)
     step = R if not chunk else int(chunk)
-    lp = torch.cat([digit_logprobs(model, state, None, tok[:, i:i + step]) for i in range(0, R, step)], 1) if R \
+    reuse = beam is not None and beam.length > 0 and beam.past is not None  # (no cache at L = 4: nothing to verify)
+    lp = torch.cat([prefix_digit_logprobs(model, state, tok[:, i:i + step], beam) if reuse
+                    else digit_logprobs(model, state, None, tok[:, i:i + step]) for i in range(0, R, step)], 1) if R \
         else torch.zeros(B, 0, N_DIGITS, device=dev)
     m = candidate_lengths(c, n_in_sample, length_rule, prefix_len, min_len)
     v = lp.cumsum(-1).gather(-1, (m - 1)[..., None])[..., 0] / m

@@ -32,6 +32,9 @@ DECODER_START = PAD  # as in T5
 # with a new shape every round, so we keep to the flash / memory-efficient / math kernels (profile in RESULTS.md)
 SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 SMALL_KEYS = 16  # at most this many keys (and no dropout): attention as two plain matmuls (see TIGER._sdpa)
+# decoder positions per logits chunk in `TIGER._token_logprobs`: on CPU chunks that stay in cache (2x faster than one
+# chunk at V~1,100); on a GPU few, large chunks (few kernel launches; 32768 x V~1,100 fp32 = 144 MB)
+TOKEN_LOGPROB_CHUNK = {"cpu": 2048, "cuda": 32768}
 
 
 @dataclass
@@ -289,10 +292,39 @@ class TIGER(nn.Module):
         """
         return torch.log_softmax(self.decoder_logits(enc, enc_mask, dec_input).float(), -1)
 
-    def decoder_token_logprobs(self, enc, enc_mask, dec_input: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """log p(targets[..., t] | dec_input[..., :t+1]) -> (B, R, L) fp32, without a second (B,R,L,V) tensor."""
-        logits = self.decoder_logits(enc, enc_mask, dec_input).float()
-        return logits.gather(-1, targets.long()[..., None])[..., 0] - torch.logsumexp(logits, -1)
+    def decoder_token_logprobs(self, enc, enc_mask, dec_input: torch.Tensor, targets: torch.Tensor,
+                               past: list | None = None) -> torch.Tensor:
+        """log p(targets[..., t] | dec_input[..., :t+1]) -> (B, R, L) fp32.
+
+        enc (B, T, d) or an EncoderState; dec_input, targets (B, R, L). past: an optional self-attention cache per
+        (B*R) row (per layer (k, v) (B*R, h, Lp, d_kv)), then dec_input holds positions Lp..Lp+L-1 (prefix reuse of
+        the SpecGR loop, `specgr.models.scoring.prefix_digit_logprobs`).
+        """
+        B, R, L = dec_input.shape
+        if R == 0 or L == 0:
+            return torch.zeros(B, R, L, device=dec_input.device)
+        hidden, _ = self._decode(self._state(enc, enc_mask), dec_input, past)
+        return self._token_logprobs(hidden, targets)
+
+    def _token_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """hidden (..., d), targets (...) -> log-softmax of the logits at the targets (...), fp32.
+
+        Only (TOKEN_LOGPROB_CHUNK[device], V) logits exist at a time: the full (B, R, L, V) logits of a verify call (and their
+        fp32 copy under autocast) are never materialised. The logsumexp runs in fp32 and in place on the chunk's fp32
+        logits (max, subtract, exp, sum: no further (rows, V) temporaries).
+        """
+        h = hidden.reshape(-1, hidden.shape[-1])
+        t = targets.reshape(-1, 1).long()
+        out = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
+        n = TOKEN_LOGPROB_CHUNK.get(h.device.type, TOKEN_LOGPROB_CHUNK["cuda"])
+        for i in range(0, h.shape[0], n):
+            lg = self._logits(h[i:i + n])
+            lg = lg.float() if lg.dtype != torch.float32 else lg  # a fresh tensor either way: safe to edit in place
+            tgt = lg.gather(1, t[i:i + n])[:, 0]
+            mx = lg.amax(1, keepdim=True)
+            lse = lg.sub_(mx).exp_().sum(1).log_() + mx[:, 0]
+            out[i:i + n] = tgt - lse
+        return out.view(targets.shape)
 
     def decode_step(self, state: EncoderState, last_tokens: torch.Tensor, past: list | None):
         """One decoding step for W beams per user with a KV cache.

@@ -7,9 +7,10 @@ What "exact" takes care of, compared with the authors' batched code (docs/METHOD
   compute; one host sync per round decides who is still active;
 - the encoder runs once per user; its states are gathered for the active rows in every round.
 
-Per round, for the b active users: one drafter call (b, δ), one teacher-forced verifier pass over (b, δ) candidates,
-one decoder pass over (b, β) beam prefixes + a constrained top-β. Candidates are appended to fixed (B, l·δ) buffers in
-drafting order; `_finalize` turns the buffers into the final lists with sorts over (B, l·δ + β), no Python per user.
+Per round, for the b active users: one drafter call (b, δ), one verifier pass over (b, δ) candidates (in guided rounds
+only the digits after their beam prefix are decoded, docs/METHOD.md §6), one decoder pass over (b, β) beam prefixes +
+a constrained top-β. Candidates are appended to fixed (B, l·δ) buffers in drafting order; `_finalize` turns the
+buffers into the final lists with sorts over (B, l·δ + β), no Python per user.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ class SpecGR:
                 ids, ds = self._draft(drafts, rows, cand, beam, rnd, lo)
             # 2. verify
             with steps.autocast(dev, cfg.autocast), record_function("specgr.verify"):
-                v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len)  # (b, δ)
+                guide = beam if cfg.uses_prefixes(rnd) else None  # drafts extend these prefixes: reuse them
+                v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len, guide)  # (b, δ)
             v = v + cfg.new_item_bonus * (ids >= sids.n_in_sample)  # 0 in the paper; pads stay -inf
             acc = v > cfg.threshold  # pads have V = -inf: never accepted
             n = ids.shape[1]

@@ -64,9 +64,13 @@ class ReferenceSpecGR:
             ids, dscores = ids[0].to(dev), dscores[0].float().to(dev)
             keep = ids >= 0
             ids, dscores = ids[keep], dscores[keep]
-            # 2. verify with the GR model (V + the new-item bonus, 0 in the paper)
+            # 2. verify with the GR model (V + the new-item bonus, 0 in the paper); guided drafts extend a beam
+            #    prefix, whose digits the verifier reuses (same V as a full teacher-forced pass, docs/METHOD.md §6)
+            guide = beam if cfg.uses_prefixes(rnd) else None
+            if guide is not None and not bool(allowed[0, ids].all()):
+                raise ValueError("the drafter returned items outside the allowed beam prefixes (Drafter protocol)")
             with steps.autocast(dev, cfg.autocast):
-                V = steps.verify(self.model, sids, state, ids[None], cfg.length_rule, cfg.min_len)[0]
+                V = steps.verify(self.model, sids, state, ids[None], cfg.length_rule, cfg.min_len, guide)[0]
             V = V + cfg.new_item_bonus * (ids >= sids.n_in_sample)
             acc = V > cfg.threshold
             drafted += ids.tolist()

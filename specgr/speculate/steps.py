@@ -1,7 +1,7 @@
 """The model-side steps of the SpecGR loop, as thin adapters over the project's one implementation of each:
 
 - `encode`:    history -> encoder states + cross-attention K/V, once per user   (data.tokenize, TIGER.encode)
-- `verify`:    candidate items -> V(x)                                            (models.scoring.score_candidates)
+- `verify`:    candidate items -> V(x), reusing the beam prefix in guided rounds  (models.scoring.score_candidates)
 - `beam_step`: width-β constrained beam, prefixes of length L -> L+1              (models.beam: the one beam driver)
 
 The one-user reference and the batched loop both call these, so they can only differ in the bookkeeping around them.
@@ -37,8 +37,14 @@ def encode(model, sids, history: torch.Tensor, hist_len: torch.Tensor):
     return enc, mask, model.encoder_state(enc, mask)
 
 
-def verify(model, sids, state, ids: torch.Tensor, length_rule: str, min_len: int) -> torch.Tensor:
-    """ids (B, R) candidate items (-1 pad) -> V (B, R) float32, the length-normalised log-likelihood; -inf at pads."""
+def verify(model, sids, state, ids: torch.Tensor, length_rule: str, min_len: int, beam: Beam | None = None
+           ) -> torch.Tensor:
+    """ids (B, R) candidate items (-1 pad) -> V (B, R) float32, the length-normalised log-likelihood; -inf at pads.
+
+    beam: in guided rounds, the beam whose prefixes the drafts were restricted to; the verifier then reuses each
+    candidate's prefix (its parent beam's digit log-probs and KV cache) and decodes only the remaining digits.
+    None (unguided rounds): every candidate is decoded teacher-forced from PAD.
+    """
     V = score_candidates(model, state, None, ids, sids.tokens, sids.n_in_sample, length_rule=length_rule,
-                         prefix_len=sids.prefix_len, min_len=min_len).float()
+                         prefix_len=sids.prefix_len, min_len=min_len, beam=beam).float()
     return V.masked_fill(ids < 0, float("-inf"))
