@@ -9,9 +9,9 @@ BS="python3 benchmarks/bench_speculate.py --checkpoint checkpoints/amazon2018-ga
   --rows 20000 --batch-size 1024 --device cuda --latency-users 0"
 EV="python3 experiments/eval_subset.py --checkpoint .carry/gbundle --data-root devdata/processed --rows 1000000 \
   --device cuda --batch-size 1024 --tune results/amazon2018-game/tune.json --out devresults/amazon2018-game --both"
-timeout 150 $BS --json devresults/bench_speculate_h100.json --profile-dir devresults/prof 2>&1 | grep -v "it/s" | tail -4
-timeout 200 $EV --methods specgr-aux:fair drafter-aux specgr-aux:paper specgr-aux:vnew 2>&1 | grep "R@50\|Error"
-timeout 90 $BS --drafter aux --json devresults/bench_speculate_h100_aux.json 2>&1 | grep -v "it/s" | tail -2
+timeout 150 $BS --json devresults/bench_speculate_h100.json --profile-dir devresults/prof 2>&1 | grep -v "it/s" | tail -4; pack call4 devresults
+timeout 200 $EV --methods specgr-aux:fair drafter-aux specgr-aux:paper specgr-aux:vnew 2>&1 | grep "R@50\|Error"; pack call4 devresults
+timeout 90 $BS --drafter aux --json devresults/bench_speculate_h100_aux.json 2>&1 | grep -v "it/s" | tail -2; pack call4 devresults
 timeout 90 $BS --delta 100 --beta 30 --gamma -1.6 --json devresults/bench_speculate_h100_tuned.json 2>&1 | grep -v "it/s" | tail -2
 pack call4 devresults
 ls -la "$OUT"
