@@ -196,3 +196,20 @@ def test_token_logprobs_chunked_and_with_cache(monkeypatch):
             _, past = m._decode(st, dec[..., :Lp])
             got = m.decoder_token_logprobs(st, None, dec[..., Lp:], tok[..., Lp:], past=past)
             assert torch.allclose(got, full[..., Lp:], atol=1e-5)
+
+
+@pytest.mark.parametrize("Lk", [1, 4, 16, 17])
+def test_small_key_attention_equals_sdpa(Lk):
+    """Attention over <= SMALL_KEYS keys runs as two matmuls; it must equal the fused kernel (and Lk = 17 uses it)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    m = TIGER(TigerConfig(d_model=32, d_ff=64, n_layers=1, n_heads=2, d_kv=16, dropout=0.0), vocab_size=40).eval()
+    q = torch.randn(3, 2, 5, 16)
+    k, v = torch.randn(3, 2, 17, 16), torch.randn(3, 2, 17, 16)
+    mask = torch.randn(3, 1, 5, Lk)
+    if Lk > 1:
+        mask[0, :, :, 0] = float("-inf")  # a masked key, as padding and the causal mask give
+    got = m._sdpa(q, k[:, :, :Lk], v[:, :, :Lk], mask)
+    want = F.scaled_dot_product_attention(q, k[:, :, :Lk], v[:, :, :Lk], attn_mask=mask, scale=1.0)
+    torch.testing.assert_close(got, want.transpose(1, 2).reshape(3, 5, 32), rtol=1e-5, atol=1e-5)
