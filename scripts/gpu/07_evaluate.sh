@@ -10,7 +10,7 @@ t0=$(date +%s)
 lane() { local gpu=$1 name=$2; shift 2; ( export CUDA_VISIBLE_DEVICES=$gpu; "$@" ) > "devresults/lane2_$name.log" 2>&1; \
   local rc=$?; echo "lane $name done at $(( $(date +%s) - t0 )) s rc=$rc"; }
 P="python3 -m specgr.cli pipeline --data-root devdata/processed --runs devruns --results devresults"
-B="$P --dataset amazon2014-beauty --preset amazon2014-beauty --set tiger.dropout=0.1"
+B="$P --dataset amazon2014-beauty --preset amazon2014-beauty"  # dropout 0.1: the preset
 X="python3 experiments/run_tiger.py experiments/tiger_beauty_loo.yaml --data-root devdata/processed --results devresults --runs devruns"
 lane 0 beauty timeout ${T0:-570} bash -c "$B --stages sid,tiger,specgr_pp,aux; touch devresults/.beauty_aux; \
   while [ ! -f devresults/.beauty_sasrec ]; do sleep 5; done; $B --stages sid,tiger,specgr_pp,aux,sasrec,export,tune,evaluate" &
