@@ -138,6 +138,8 @@ def main(argv=None):
     ap.add_argument("--accept-rate", type=float, default=None, help="calibrate γ to this round-1 acceptance rate")
     ap.add_argument("-K", "--top-k", type=int, default=50)
     ap.add_argument("--vnew", action="store_true", help="official v-new flags")
+    ap.add_argument("--static", action="store_true", help="SpecGRConfig(compact=False): no active-set compaction, "
+                    "no host sync inside the loop")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--latency-users", type=int, default=20, help="CPU single-recommendation latency (0 = skip)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -156,7 +158,8 @@ def main(argv=None):
         real = args._rows
         rows = _Rows(real.history[:args.rows], real.hist_len[:args.rows])
     mk = SpecGRConfig.official_vnew if args.vnew else SpecGRConfig
-    cfg = mk(draft_size=args.delta, num_beams=args.beta, threshold=args.gamma, top_k=args.top_k)
+    cfg = mk(draft_size=args.delta, num_beams=args.beta, threshold=args.gamma, top_k=args.top_k,
+             compact=not args.static)
     if args.accept_rate is not None:
         cfg = cfg.replace(threshold=calibrate_gamma(model, drafter, sids, cfg, rows, device, args.accept_rate))
     K = args.top_k

@@ -105,6 +105,12 @@ CONFIGS = {
     "fused": small(fusion_weight=1.5, threshold=-3.3),
     "exclude-history": small(exclude_history=True, threshold=-3.3),
     "fair-all": small(new_item_bonus=0.7, fusion_weight=1.5, exclude_history=True, draft_size=5, threshold=-3.3),
+    # static shapes: finished users masked in place instead of compacted away (no host sync in the loop)
+    "static-paper": small(compact=False),
+    "static-many-accepted": small(threshold=-3.9, compact=False),
+    "static-vnew": SpecGRConfig.official_vnew(draft_size=8, num_beams=5, threshold=-3.6, top_k=10, compact=False),
+    "static-fair-all": small(new_item_bonus=0.7, fusion_weight=1.5, exclude_history=True, draft_size=5,
+                             threshold=-3.3, compact=False),
 }
 
 

@@ -4,7 +4,8 @@ What "exact" takes care of, compared with the authors' batched code (docs/METHOD
 - per-user prefix constraints (`SemanticIDs.prefix_match_mask` is per row), never a union over the batch;
 - an item is never drafted twice (the drafter gets each user's drafted ids as `exclude`), so lists have no duplicates;
 - per-user early exit: users with >= K accepted leave the active set, which is compacted, so they stop costing
-  compute; one host sync per round decides who is still active;
+  compute; one host sync per round decides who is still active (`SpecGRConfig.compact`; with compact=False the
+  shapes stay static, finished users are masked in place, and the loop has no host sync);
 - the encoder runs once per user; its states are gathered for the active rows in every round.
 
 Per round, for the b active users: one drafter call (b, δ), one verifier pass over (b, δ) candidates (in guided rounds
@@ -136,6 +137,7 @@ class SpecGR:
         beam = steps.Beam.start(B, dev)
         for rnd in range(1, l + 1):
             b, lo = rows.numel(), (rnd - 1) * d
+            live = n_acc[rows] < K  # (b,): all True when compacting; with cfg.compact=False finished users are masked
             # 1. draft under each user's own beam prefixes; exclude what that user already drafted
             with record_function("specgr.draft"):
                 ids, ds = self._draft(drafts, rows, cand, beam, rnd, lo)
@@ -143,27 +145,32 @@ class SpecGR:
             with steps.autocast(dev, cfg.autocast), record_function("specgr.verify"):
                 guide = beam if cfg.uses_prefixes(rnd) else None  # drafts extend these prefixes: reuse them
                 v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len, guide)  # (b, δ)
+            if not cfg.compact:  # a finished user's new drafts are dropped: its buffers stay as its last round left them
+                ids, v = ids.masked_fill(~live[:, None], -1), v.masked_fill(~live[:, None], NEG_INF)
             v = v + cfg.new_item_bonus * (ids >= sids.n_in_sample)  # 0 in the paper; pads stay -inf
             acc = v > cfg.threshold  # pads have V = -inf: never accepted
             n = ids.shape[1]
             cand[rows, lo:lo + n], cand_v[rows, lo:lo + n], cand_acc[rows, lo:lo + n] = ids, v, acc
             cand_ds[rows, lo:lo + n] = ds.float().to(dev).masked_fill(ids < 0, 0.0)
             n_acc[rows] += acc.sum(1)
-            n_rounds[rows] = rnd
-            # 3. per-user early exit: compact the active set (the one host sync of the round)
-            with record_function("specgr.host_sync"):
-                keep = (n_acc[rows] < K).nonzero().squeeze(1)
-            if keep.numel() == 0:
-                rows = rows[:0]
-                break
-            if keep.numel() < b:
-                rows = rows[keep]
-                state, beam = state.index(keep), beam.index(keep)
+            n_rounds[rows] = torch.where(live, rnd, n_rounds[rows])
+            # 3. per-user early exit: compact the active set (the one host sync of the round); without compaction the
+            # shapes stay static and the host never waits for the GPU inside the loop
+            if cfg.compact:
+                with record_function("specgr.host_sync"):
+                    keep = (n_acc[rows] < K).nonzero().squeeze(1)
+                if keep.numel() == 0:
+                    rows = rows[:0]
+                    break
+                if keep.numel() < b:
+                    rows = rows[keep]
+                    state, beam = state.index(keep), beam.index(keep)
             # 4. extend the beam by one digit: guides the next round, and (after the last round) feeds the fill-up
             with steps.autocast(dev, cfg.autocast), record_function("specgr.beam_step"):
                 beam = steps.beam_step(self.model, sids, state, beam, W, in_sample_only=in_only)
-            if trace:
-                round_beams.append((rows.cpu(), beam.tokens.cpu(), beam.scores.cpu(), beam.valid.cpu()))
+            if trace:  # the beams of the users still active after this round (masked users have none, as compacted)
+                on = (n_acc[rows] < K).cpu()
+                round_beams.append((rows.cpu()[on], beam.tokens.cpu()[on], beam.scores.cpu()[on], beam.valid.cpu()[on]))
 
         if rows.numel():
             while beam.length < N_DIGITS:  # only when max_rounds < 4: finish the beams for the fill-up

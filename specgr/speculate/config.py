@@ -25,6 +25,10 @@ class SpecGRConfig:
     fusion_weight: float = 0.0  # final score = V + w * drafter score (LIGER-style fusion); 0 = rank by V alone
     exclude_history: bool = False  # never draft or list an item of the user's own history (targets never repeat)
     autocast: bool = True  # bf16 autocast for model calls on CUDA (ignored on CPU)
+    # batched loop only, same lists either way: True = users with >= K accepted leave the active set after each round
+    # (one host sync per round; saves compute when many exit early); False = static shapes, finished users masked in
+    # place (no host sync inside the loop; cheaper when few exit, as at the quick-start setting: 0.8%)
+    compact: bool = True
     # memory bound of the per-round (users x N) prefix mask: users are drafted in chunks of <= this many elements,
     # so a 1M-item catalog never needs a (B, 1M) mask (and its int64 search temporaries) for the whole batch
     draft_chunk_elems: int = 1 << 27
