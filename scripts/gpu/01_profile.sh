@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # GPU call 1: GPU tests, the training benchmark (previous vs current trainer, with profiles), the speculation profile.
 source scripts/gpu/common.sh
-t0=$(date +%s)
 python3 -m pytest -q -m gpu tests/test_train_buckets.py tests/test_tiger.py tests/test_scoring.py 2>&1 | tail -3
 python3 benchmarks/bench_train_tiger.py --data-root devdata/processed --legacy-src .carry/legacy \
   --batch-sizes 256 2048 --steps 500 --warm 100 --legacy-steps 200 --profile-dir devresults/prof \

@@ -2,7 +2,6 @@
 # GPU call 2 (same machine, right after call 1): RQ-VAE semantic ids for Beauty, and one Beauty LOO TIGER run with
 # the reference recipe at batch 256 as a first quality check of the new trainer.
 source scripts/gpu/common.sh
-t0=$(date +%s)
 for d in amazon2014-beauty-loo amazon2014-beauty; do
   python3 experiments/build_sids.py --data-root devdata/processed --dataset $d --name rqvae --method rqvae \
     --codebook-size 256 2>&1 | tail -1

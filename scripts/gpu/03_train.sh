@@ -4,9 +4,6 @@
 #   1: Beauty LOO, the full-budget recipe            2: Games TIGER through the pipeline (preset amazon2018-game)
 #   3: Beauty LOO, previous recipe + ablation rows
 source scripts/gpu/common.sh
-t0=$(date +%s)
-lane() { local gpu=$1 name=$2; shift 2; ( export CUDA_VISIBLE_DEVICES=$gpu; "$@" ) > "devresults/lane_$name.log" 2>&1; \
-  echo "lane $name done at $(( $(date +%s) - t0 )) s rc=$?"; }
 X="python3 experiments/run_tiger.py experiments/tiger_beauty_loo.yaml --data-root devdata/processed --results devresults --runs devruns"
 lane 0 bench timeout ${T0:-565} bash -c "python3 -m pytest -q -m gpu tests/test_train_buckets.py 2>&1 | tail -3; \
   python3 benchmarks/bench_train_tiger.py --data-root devdata/processed --legacy-src .carry/legacy --batch-sizes 256 2048 \

@@ -5,9 +5,6 @@
 #   2: Beauty (timestamp): TIGER, SpecGR++ -> (waits for lane 3) export, tune, evaluate
 #   3: Beauty: aux + SASRec -> controls (SASRec on Beauty LOO, beam vs exact) -> training benchmark -> ablations
 source scripts/gpu/common.sh
-t0=$(date +%s)
-lane() { local gpu=$1 name=$2; shift 2; ( export CUDA_VISIBLE_DEVICES=$gpu; "$@" ) > "devresults/lane_$name.log" 2>&1; \
-  echo "lane $name done at $(( $(date +%s) - t0 )) s rc=$?"; }
 P="python3 -m specgr.cli pipeline --data-root devdata/processed --runs devruns --results devresults"
 G="$P --dataset amazon2018-game --preset amazon2018-game"
 B="$P --dataset amazon2014-beauty --preset amazon2014-beauty"

@@ -8,9 +8,6 @@
 # Carry (.carry, here): python scripts/gpu/carry.py pack --datasets amazon2018-game amazon2014-beauty \
 #   amazon2014-beauty-loo
 source scripts/gpu/common.sh
-t0=$(date +%s)
-lane() { local gpu=$1 name=$2; shift 2; ( export CUDA_VISIBLE_DEVICES=$gpu; "$@" ) > "devresults/lane_$name.log" 2>&1; \
-  local rc=$?; echo "lane $name done at $(( $(date +%s) - t0 )) s rc=$rc"; }
 P="python3 -m specgr.cli pipeline --data-root devdata/processed --runs devruns --results devresults"
 B="$P --dataset amazon2014-beauty --preset amazon2014-beauty"  # dropout 0.1: the preset
 X="python3 experiments/run_tiger.py experiments/tiger_beauty_loo.yaml --data-root devdata/processed --results devresults --runs devruns"

@@ -4,11 +4,9 @@
 #   1: Beauty: SASRec -> Beauty LOO: dropout 0.1 with the 768-d all-mpnet-base-v2 semantic ids (RQ-KMeans)
 # Carry (.carry2, here): python scripts/gpu/carry.py pack --carry .carry2 --datasets amazon2014-beauty \
 #   --tokenizers amazon2014-beauty/rqvae_tokenizer.pt --embeddings amazon2014-beauty:sentence-transformers/all-MiniLM-L6-v2
+LANE_LOG=lane2  # call 1 logs stay beside these
 source scripts/gpu/common.sh
 python3 scripts/gpu/carry.py unpack --carry .carry2
-t0=$(date +%s)
-lane() { local gpu=$1 name=$2; shift 2; ( export CUDA_VISIBLE_DEVICES=$gpu; "$@" ) > "devresults/lane2_$name.log" 2>&1; \
-  local rc=$?; echo "lane $name done at $(( $(date +%s) - t0 )) s rc=$rc"; }
 P="python3 -m specgr.cli pipeline --data-root devdata/processed --runs devruns --results devresults"
 B="$P --dataset amazon2014-beauty --preset amazon2014-beauty"  # dropout 0.1: the preset
 X="python3 experiments/run_tiger.py experiments/tiger_beauty_loo.yaml --data-root devdata/processed --results devresults --runs devruns"

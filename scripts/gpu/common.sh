@@ -8,3 +8,7 @@ nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,nohea
 [ -d .carry/processed ] && python3 scripts/gpu/carry.py unpack
 # pack DEST.tgz PATHS...: what comes back (files under $OUT, 16 MiB each at most)
 pack() { local f=$1; shift; tar czf - "$@" 2>/dev/null | split -b 15M -d - "$OUT/$f.part"; }
+t0=$(date +%s)
+# lane GPU NAME CMD...: run CMD on one GPU, its output in devresults/${LANE_LOG:-lane}_NAME.log, and say when it ended
+lane() { local gpu=$1 name=$2; shift 2; ( export CUDA_VISIBLE_DEVICES=$gpu; "$@" ) \
+  > "devresults/${LANE_LOG:-lane}_$name.log" 2>&1; local rc=$?; echo "lane $name done at $(( $(date +%s) - t0 )) s rc=$rc"; }
