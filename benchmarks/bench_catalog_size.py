@@ -19,11 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from specgr.drafters.base import EmbeddingDrafter
 from specgr.drafters.encoder import EncoderDrafter, Projection
+from specgr.evaluate import write_json
 from specgr.models.beam import beam_search
 from specgr.models.tiger import TIGER, tiger_preset
 from specgr.retrieval import RetrievalIndex
@@ -143,8 +143,7 @@ def main(argv=None) -> int:
             print(f"N={n:>8} {name:<20} {1e3 * sec:8.4f} ms/rec {1 / sec:10.0f} recs/s {mem:6.2f} GiB", flush=True)
         del methods, model, sids
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(out, indent=2))
+        write_json(out, a.json)
     return 0
 
 

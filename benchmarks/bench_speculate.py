@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from specgr.drafters.encoder import EncoderDrafter, Projection
+from specgr.evaluate import write_json
 from specgr.models.tiger import TIGER, tiger_preset
 from specgr.sid.semantic_ids import SemanticIDs
 from specgr.speculate import ReferenceSpecGR, SpecGR, SpecGRConfig, TigerOnly
@@ -202,8 +203,7 @@ def main(argv=None):
 
     print(json.dumps(out, indent=2))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        write_json(out, args.json)
     return out
 
 

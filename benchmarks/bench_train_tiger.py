@@ -199,6 +199,8 @@ def run_worker(kind: str, wargs: dict, pythonpath: str | None) -> dict:
 
 
 def main(argv=None):
+    from specgr.evaluate import write_json
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--data-root", default="data/processed")
@@ -257,8 +259,7 @@ def main(argv=None):
                                           for k, x in r.items()), flush=True)
     print(json.dumps(report, indent=2))
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(report, indent=2))
+        write_json(report, a.json)
     return 0
 
 

@@ -119,6 +119,8 @@ def cmd_transition(a) -> dict:
 
 
 def main(argv=None) -> int:
+    from specgr.evaluate import write_json
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("sasrec", "beam-vs-exact", "transition"):
@@ -137,8 +139,7 @@ def main(argv=None) -> int:
     name = {"sasrec": "sasrec_control.json", "beam-vs-exact": "beam_vs_exact.json",
             "transition": "transition_control.json"}[a.cmd]
     out = Path(a.results) / a.dataset / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, default=str))
+    write_json(res, out)
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ def merged(base: dict, over: dict) -> dict:
 def run_one(name: str, spec: dict, dataset: str, data_root: Path, runs_root: Path, out: Path) -> dict:
     from specgr.config import from_dict
     from specgr.data.processed import ProcessedDataset
-    from specgr.evaluate import evaluate
+    from specgr.evaluate import evaluate, write_json
     from specgr.models.tiger import tiger_preset
     from specgr.sid.semantic_ids import SemanticIDs
     from specgr.speculate import TigerOnly
@@ -56,8 +55,7 @@ def run_one(name: str, spec: dict, dataset: str, data_root: Path, runs_root: Pat
     res = {"name": name, "dataset": dataset, "spec": spec, "test": {g: r[g] for g in ("overall", "in_sample", "unseen")},
            "test_rows": r["n_rows"], "batch_size": tc.batch_size, "gpu_minutes": info["wall_s"] / 60,
            "total_minutes": (time.perf_counter() - t) / 60, "train": {k: info.get(k) for k in keep}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, default=str))
+    write_json(res, out)
     o = r["overall"]
     print(f"[{name}] test R@5 {o['recall@5']:.4f} N@5 {o['ndcg@5']:.4f} R@10 {o['recall@10']:.4f} "
           f"N@10 {o['ndcg@10']:.4f} R@50 {o['recall@50']:.4f} | in-sample R@50 {r['in_sample']['recall@50']:.4f} | "

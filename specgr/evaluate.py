@@ -116,9 +116,14 @@ def flatten_result(r: dict, metrics=None, knobs: bool = False) -> dict:
 
 
 def write_json(result: dict, path: str | Path) -> None:
+    """Write a result (metrics, benchmark, experiment record) as indented JSON, atomically: a run killed mid-write
+    (a time limit, a lost GPU machine) never leaves a half-written file that looks like a result. Values JSON does not
+    know (paths, numpy scalars) are written as strings."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(result, indent=2))
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=str))
+    tmp.replace(p)
 
 
 def format_result(r: dict, ks=(10, 50)) -> list[tuple]:
