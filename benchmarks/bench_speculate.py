@@ -140,7 +140,11 @@ def main(argv=None):
     ap.add_argument("-K", "--top-k", type=int, default=50)
     ap.add_argument("--vnew", action="store_true", help="official v-new flags")
     ap.add_argument("--static", action="store_true", help="SpecGRConfig(compact=False): no active-set compaction, "
-                    "no host sync inside the loop")
+                    "no host sync inside the loop (the default on CUDA)")
+    ap.add_argument("--compact", action="store_true", help="SpecGRConfig(compact=True): compact the active set each "
+                    "round (the default on CPU)")
+    ap.add_argument("--fp32", action="store_true", help="model calls in fp32 on CUDA (no bf16 autocast): fewer "
+                    "near-tie flips against the reference")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--latency-users", type=int, default=20, help="CPU single-recommendation latency (0 = skip)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -148,6 +152,8 @@ def main(argv=None):
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--profile-dir", default=None, help="torch.profiler: time per phase of one batched batch")
     args = ap.parse_args(argv)
+    if args.static and args.compact:
+        ap.error("--static and --compact exclude each other (neither: static on CUDA, compacting on CPU)")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -160,7 +166,7 @@ def main(argv=None):
         rows = _Rows(real.history[:args.rows], real.hist_len[:args.rows])
     mk = SpecGRConfig.official_vnew if args.vnew else SpecGRConfig
     cfg = mk(draft_size=args.delta, num_beams=args.beta, threshold=args.gamma, top_k=args.top_k,
-             compact=not args.static)
+             compact=False if args.static else (True if args.compact else None), autocast=not args.fp32)
     if args.accept_rate is not None:
         cfg = cfg.replace(threshold=calibrate_gamma(model, drafter, sids, cfg, rows, device, args.accept_rate))
     K = args.top_k
@@ -169,11 +175,11 @@ def main(argv=None):
            "torch": torch.__version__, "n_items": sids.n_items, "n_in_sample": sids.n_in_sample,
            "model": "random" if args.random_model else args.checkpoint, "preset": args.preset,
            "drafter": args.drafter, "rows": "random" if args.random_model else f"{args.split}[:{args.rows}]",
-           "batch_size": args.batch_size, "config": cfg.to_dict()}
+           "batch_size": args.batch_size, "config": cfg.to_dict(), "compacts": cfg.compacts(device)}
 
     bat = SpecGR(model, drafter, sids, cfg, device)
     ref = ReferenceSpecGR(model, drafter, sids, cfg, device)
-    tig = TigerOnly(model, sids, num_beams=K, device=device)
+    tig = TigerOnly(model, sids, num_beams=K, device=device, autocast=not args.fp32)
     # warm-up (allocator, kernels, lazy tables)
     bat.recommend(rows.history[:8], rows.hist_len[:8])
     tig.recommend(rows.history[:8], rows.hist_len[:8], k=K)

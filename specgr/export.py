@@ -43,7 +43,7 @@ def export_bundle(path, ds: ProcessedDataset, sids, sid_tokenizer, sid_cfg, comp
     shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted export
     save_checkpoint(tmp, config, weights, sids=sids, dataset_fingerprint=ds.fingerprint,
                     extra={"metrics": metrics or {}}, half=half)
-    save_sid_tokenizer(tmp / TOKENIZER_FILE, sid_tokenizer, sid_cfg, half=half)
+    save_sid_tokenizer(tmp / TOKENIZER_FILE, sid_tokenizer, sid_cfg, half=half, inference_only=True)
     if maps:
         _export_maps(tmp, ds)
     replace_dir(tmp, path)

@@ -2,11 +2,13 @@
 
 `sweep` scores every point of a grid; `coordinate_search` tunes one knob at a time from a starting config and, when the
 best value sits on the edge of its grid, widens the grid in that direction and tries again, so that every chosen value
-is interior (or on the edge of the knob's domain, e.g. a weight of 0), or fails loudly. Tuning sees the valid split
-only; the test split is scored once, afterwards, with the chosen values.
+is interior (or on the edge of the knob's domain, e.g. a weight of 0), or fails loudly. With `passes` > 1 it goes
+over the knobs again (until a pass changes nothing), since a knob tuned early may move once a later one has. Tuning
+sees the valid split only; the test split is scored once, afterwards, with the chosen values.
 
-    score = lambda cfg: evaluate(make_fn(cfg), valid_rows, ...)["overall"]["recall@50"]
-    best, table = coordinate_search(score_fn, SpecGRConfig(), ["threshold", "draft_size", "num_beams"])
+    score = lambda cfg: evaluate(make_fn(cfg), valid_rows, ...)
+    best, rec = coordinate_search(score, SpecGRConfig(), ["threshold", "draft_size", "num_beams"],
+                                  metric=metric_fn("recall@50+ndcg@50"), passes=2)
 """
 
 from __future__ import annotations
@@ -69,17 +71,44 @@ def sweep(score, base, grid: dict) -> list[dict]:
     return out
 
 
-def coordinate_search(score, base, knobs: list[str], metric=lambda r: r, grids: dict | None = None,
-                      max_widen: int = 4, on_edge: str = "error"):
-    """Tune `knobs` one at a time, in order, each from the best values found so far.
+def metric_fn(name: str):
+    """The tuning metric `name` as a function of an evaluator result: a key of result["overall"] ("recall@50"), or a
+    sum of such keys ("recall@50+ndcg@50"), so that one number can require several metrics to improve together."""
+    keys = [k.strip() for k in name.split("+")]
+    if not all(keys):
+        raise ValueError(f"tune metric {name!r} has an empty term. Fix: write e.g. 'recall@50' or 'recall@50+ndcg@50'.")
 
-    score(cfg) -> result; metric(result) -> float to maximise. grids overrides KNOBS[k].grid (the starting grid).
-    Returns (best config, table: one row per scored point with the knob, its value and the result, and per knob a
-    record {"knob", "chosen", "grid", "interior", "at_domain_bound"}). on_edge="error" raises EdgeError when a
-    chosen value is still on its grid's edge after `max_widen` widenings; "warn" records it and goes on.
+    def metric(result) -> float:
+        overall = result["overall"]
+        missing = [k for k in keys if k not in overall]
+        if missing:
+            raise ValueError(f"tune metric {name!r}: {missing} not in the result's overall metrics "
+                             f"{sorted(overall)}. Fix: set tune.metric to one of these, or a '+'-joined sum of them.")
+        return float(sum(overall[k] for k in keys))
+
+    return metric
+
+
+def coordinate_search(score, base, knobs: list[str], metric=lambda r: r, grids: dict | None = None,
+                      max_widen: int = 4, on_edge: str = "error", passes: int = 1):
+    """Tune `knobs` one at a time, in order, each from the best values found so far; repeat the round over all knobs
+    up to `passes` times, stopping early once a whole pass leaves every knob where it was.
+
+    score(cfg) -> result; metric(result) -> float to maximise. grids overrides KNOBS[k].grid (the starting grid); every
+    pass starts each knob from that grid plus its current value. Identical configs are scored once (later passes
+    mostly re-read the cache). Returns (best config, record): record["points"] has one row per scored point and pass
+    {"knob", "value", "result", "pass"}; record["choices"] one row per knob from the last pass {"knob", "chosen",
+    "grid", "interior", "at_domain_bound", "widened", "pass"}; record["passes_run"]; record["best_result"], the result
+    of the best config. on_edge="error" raises EdgeError when a finally chosen value is still on its grid's edge after
+    `max_widen` widenings (in its last pass); "warn" records it and goes on.
     """
     if on_edge not in ("error", "warn"):
         raise ValueError(f"on_edge must be 'error' or 'warn', got {on_edge!r}")
+    if passes < 1:
+        raise ValueError(f"passes must be >= 1, got {passes}")
+    for k in knobs:
+        if k not in KNOBS:
+            raise ValueError(f"unknown knob {k!r}; tunable: {sorted(KNOBS)}")
     cache: dict = {}
     table, choices = [], []
     cur = base
@@ -90,34 +119,41 @@ def coordinate_search(score, base, knobs: list[str], metric=lambda r: r, grids: 
             cache[key] = score(cfg)
         return cache[key]
 
-    for k in knobs:
-        if k not in KNOBS:
-            raise ValueError(f"unknown knob {k!r}; tunable: {sorted(KNOBS)}")
-        spec = KNOBS[k]
-        grid = sorted(set((grids or {}).get(k, spec.grid)) | {getattr(cur, k)})
-        results = {v: point(cur.replace(**{k: v})) for v in grid}
-        widen, at_bound = 0, False
-        while True:
-            best = max(grid, key=lambda v: (metric(results[v]), -abs(v - getattr(cur, k))))
-            edge = 0 if len(grid) < 2 else (-1 if best == grid[0] else (1 if best == grid[-1] else 0))
-            if edge == 0:
-                break
-            nxt = spec.beyond(best, edge)
-            if nxt is None:  # the knob's own domain ends here: a legitimate optimum
-                at_bound = True
-                break
-            if widen >= max_widen:
-                break
-            widen += 1
-            grid = sorted(set(grid) | {nxt})
-            results[nxt] = point(cur.replace(**{k: nxt}))
-        interior = edge == 0 or at_bound
-        for v in grid:
-            table.append({"knob": k, "value": v, "result": results[v]})
-        choices.append({"knob": k, "chosen": best, "grid": grid, "interior": interior, "at_domain_bound": at_bound,
-                        "widened": widen})
-        if not interior and on_edge == "error":
-            raise EdgeError(f"tuning {k}: the best value {best} is still on the edge of {grid} after {widen} "
-                            f"widenings. Fix: widen the starting grid (tune.grids.{k}) or allow more widenings.")
-        cur = cur.replace(**{k: best})
-    return cur, {"points": table, "choices": choices}
+    passes_run = 0
+    for pass_no in range(1, passes + 1):
+        passes_run, choices, changed = pass_no, [], False
+        for k in knobs:
+            spec = KNOBS[k]
+            grid = sorted(set((grids or {}).get(k, spec.grid)) | {getattr(cur, k)})
+            results = {v: point(cur.replace(**{k: v})) for v in grid}
+            widen, at_bound = 0, False
+            while True:
+                # ties keep the value closest to the current one, so a pass with nothing to gain changes nothing
+                best = max(grid, key=lambda v: (metric(results[v]), -abs(v - getattr(cur, k))))
+                edge = 0 if len(grid) < 2 else (-1 if best == grid[0] else (1 if best == grid[-1] else 0))
+                if edge == 0:
+                    break
+                nxt = spec.beyond(best, edge)
+                if nxt is None:  # the knob's own domain ends here: a legitimate optimum
+                    at_bound = True
+                    break
+                if widen >= max_widen:
+                    break
+                widen += 1
+                grid = sorted(set(grid) | {nxt})
+                results[nxt] = point(cur.replace(**{k: nxt}))
+            for v in grid:
+                table.append({"knob": k, "value": v, "result": results[v], "pass": pass_no})
+            choices.append({"knob": k, "chosen": best, "grid": grid, "interior": edge == 0 or at_bound,
+                            "at_domain_bound": at_bound, "widened": widen, "pass": pass_no})
+            changed |= best != getattr(cur, k)
+            cur = cur.replace(**{k: best})
+        if not changed:
+            break
+    # only the final choices must be interior: an edge in an earlier pass is revisited (and widened) by the next
+    for c in choices:
+        if not c["interior"] and on_edge == "error":
+            raise EdgeError(f"tuning {c['knob']}: the best value {c['chosen']} is still on the edge of {c['grid']} "
+                            f"after {c['widened']} widenings (pass {c['pass']}). Fix: widen the starting grid "
+                            f"(tune.grids.{c['knob']}) or allow more widenings (tune.max_widen).")
+    return cur, {"points": table, "choices": choices, "passes_run": passes_run, "best_result": point(cur)}

@@ -52,6 +52,11 @@ def test_pipeline_is_resumable(tiny_run):
     kw = {**kw, "log": logs.append}
     run_pipeline(load_pipeline_config("tiny"), stages=("sid", "tiger", "specgr_pp", "aux"), **kw)
     assert sum("skipped" in m for m in logs) == 4
+    # a second full run re-runs nothing: the tune stage is not made stale by the tuned values the export records
+    logs.clear()
+    run_pipeline(load_pipeline_config("tiny"), stages=("sid", "tiger", "specgr_pp", "aux", "sasrec", "export", "tune",
+                                                       "evaluate"), **kw)
+    assert not [m for m in logs if " running " in m], logs
     # a changed config re-runs that stage (and only that one)
     logs.clear()
     run_pipeline(load_pipeline_config("tiny", ["aux_train.max_epochs=1"]), stages=("sid", "tiger", "aux"), **kw)

@@ -84,6 +84,27 @@ def test_build_save_load_and_new_items(tiny_dataset, emb, method, tmp_path):
     assert len({tuple(r) for r in sids2.codes.tolist()}) == sids2.n_items
 
 
+def test_inference_only_tokenizer_encodes_the_same_in_fewer_bytes(tiny_dataset, emb, tmp_path):
+    """A bundle's tokenizer keeps only what encoding reads: same codes, no decoder, and reconstruct says why not."""
+    from specgr.sid.build import load_sid_tokenizer, save_sid_tokenizer
+
+    cfg = SIDConfig(method="rqvae", codebook_size=C, device="cpu", rqvae=RQVAEConfig(codebook_size=C, **TINY_RQ))
+    tok = RQVAETokenizer(RQVAEConfig(codebook_size=C, device="cpu", **TINY_RQ)).fit(emb[:tiny_dataset.n_in_sample])
+    full = save_sid_tokenizer(tmp_path / "full.pt", tok, cfg)
+    small = save_sid_tokenizer(tmp_path / "small.pt", tok, cfg, inference_only=True)
+    assert small.stat().st_size < 0.7 * full.stat().st_size
+    tok2, cfg2 = load_sid_tokenizer(small, "cpu")
+    assert cfg2 == cfg and tok2.inference_only and not any(k.startswith("decoder.") for k in tok2.state_dict()["weights"])
+    assert torch.equal(tok2.encode(emb), tok.encode(emb))
+    with pytest.raises(ValueError, match="inference"):
+        tok2.reconstruct(emb[:2])
+    blob = torch.load(small, weights_only=True)
+    del blob["tokenizer"]["inference_only"]  # now it claims to be complete: the missing decoder is an error
+    torch.save(blob, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="Fix"):
+        load_sid_tokenizer(tmp_path / "bad.pt", "cpu")
+
+
 def test_quality_report_numbers(capsys):
     codes3 = np.array([[0, 0, 0], [0, 0, 0], [0, 1, 1], [1, 1, 1]])
     emb = np.array([[1, 0], [1, 0], [0, 1], [-1, 0]], dtype=np.float32)

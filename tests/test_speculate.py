@@ -328,3 +328,9 @@ def test_reference_rejects_drafts_outside_the_prefixes(world):
     with pytest.raises(ValueError, match="allowed beam prefixes"):
         ReferenceSpecGR(model, IgnoresAllowed(d.index.embeddings()), sids, small(threshold=0.0)).recommend(
             hist[:1], hl[:1])
+
+
+def test_compaction_default_follows_the_device():
+    """compact=None: static shapes on CUDA (no host sync in the loop), compaction on CPU; explicit values win."""
+    assert SpecGRConfig().compacts("cpu") and not SpecGRConfig().compacts("cuda")
+    assert not SpecGRConfig(compact=False).compacts("cpu") and SpecGRConfig(compact=True).compacts("cuda")

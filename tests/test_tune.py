@@ -1,10 +1,11 @@
 """Tuning (specgr.tune): coordinate search widens a grid until the optimum is interior, stops at a knob's domain bound,
-and fails loudly when it cannot find an interior optimum."""
+and fails loudly when it cannot find an interior optimum; later passes revisit knobs that interact; the tuning metric
+may be a sum of metrics."""
 
 import pytest
 
 from specgr.speculate import SpecGRConfig
-from specgr.tune import EdgeError, coordinate_search, sweep
+from specgr.tune import EdgeError, coordinate_search, metric_fn, sweep
 
 
 def test_widens_until_interior():
@@ -33,3 +34,60 @@ def test_sweep_scores_every_point_once():
     rows = sweep(lambda c: seen.append((c.threshold, c.draft_size)) or c.threshold, SpecGRConfig(),
                  {"threshold": [-1.2, -1.6], "draft_size": [10, 20, 30]})
     assert len(rows) == 6 == len(set(seen)) and {r["draft_size"] for r in rows} == {10, 20, 30}
+
+
+def counted(f):
+    """f, recording every config it is called on (to check that no point is scored twice)."""
+    seen = []
+
+    def score(c):
+        seen.append((c.new_item_bonus, c.fusion_weight, c.threshold))
+        return f(c)
+
+    return score, seen
+
+
+def test_second_pass_revisits_a_knob_that_depends_on_a_later_one():
+    # the best bonus b follows the fusion weight w (b = w), and w wants 3: from w = 0 the first pass keeps b = 0
+    # before it moves w to 3; the second pass then moves b to 3, the third finds nothing to change
+    f = lambda c: -(c.new_item_bonus - c.fusion_weight) ** 2 / 4 - (c.fusion_weight - 3) ** 2  # noqa: E731
+    knobs = ["new_item_bonus", "fusion_weight"]
+    one, out1 = coordinate_search(f, SpecGRConfig(), knobs)
+    assert (one.new_item_bonus, one.fusion_weight) == (0.0, 3.0) and out1["passes_run"] == 1
+    two, out2 = coordinate_search(f, SpecGRConfig(), knobs, passes=2)
+    assert (two.new_item_bonus, two.fusion_weight) == (3.0, 3.0) and out2["passes_run"] == 2
+    assert [c["pass"] for c in out2["choices"]] == [2, 2] and {p["pass"] for p in out2["points"]} == {1, 2}
+    assert out2["best_result"] == f(two) == 0.0
+    score, seen = counted(f)
+    five, out5 = coordinate_search(score, SpecGRConfig(), knobs, passes=5)
+    assert (five.new_item_bonus, five.fusion_weight) == (3.0, 3.0) and out5["passes_run"] == 3
+    assert len(seen) == len(set(seen)) < len(out5["points"])  # later passes re-read the cache
+
+
+def test_passes_stop_when_a_pass_changes_nothing():
+    score, seen = counted(lambda c: -(c.new_item_bonus - 2) ** 2 - (c.fusion_weight - 3) ** 2)
+    best, out = coordinate_search(score, SpecGRConfig(), ["new_item_bonus", "fusion_weight"], passes=5)
+    assert (best.new_item_bonus, best.fusion_weight) == (2.0, 3.0) and out["passes_run"] == 2
+    assert len(seen) == len(set(seen))
+
+
+def test_edge_check_applies_to_the_final_pass():
+    # the optimum -3.8 is three steps below the starting grid's edge (-3.0) and each pass widens once: the first two
+    # passes end on an edge, the third finds -3.8 interior
+    f = lambda c: -(c.threshold + 3.8) ** 2  # noqa: E731
+    with pytest.raises(EdgeError, match="edge"):
+        coordinate_search(f, SpecGRConfig(), ["threshold"], max_widen=1)
+    with pytest.raises(EdgeError, match="edge"):
+        coordinate_search(f, SpecGRConfig(), ["threshold"], max_widen=1, passes=2)
+    best, out = coordinate_search(f, SpecGRConfig(), ["threshold"], max_widen=1, passes=3)
+    assert best.threshold == -3.8 and out["choices"][0]["interior"] and out["passes_run"] == 3
+
+
+def test_metric_fn_sums_overall_metrics():
+    result = {"overall": {"recall@50": 0.25, "ndcg@50": 0.125, "recall@10": 0.1}}
+    assert metric_fn("recall@50")(result) == 0.25
+    assert metric_fn("recall@50+ndcg@50")(result) == metric_fn(" recall@50 + ndcg@50 ")(result) == 0.375
+    with pytest.raises(ValueError, match="ndcg@5.*Fix"):
+        metric_fn("recall@50+ndcg@5")(result)
+    with pytest.raises(ValueError, match="empty"):
+        metric_fn("recall@50+")

@@ -68,6 +68,10 @@ def render():
         st.info(f"No `{tune}` yet: the pipeline's tune stage writes it.")
         return
     df = pd.read_csv(tune)
+    if "pass" in df:  # the tune stage's last pass over the knobs: the curve each chosen value was picked from
+        df = df[df["pass"] == df.groupby(["drafter", "variant"])["pass"].transform("max")]
+    if "variant" in df:
+        df = df.assign(run=df["drafter"] + " · " + df["variant"])
     metric = st.selectbox("Metric", [m for m in METRICS if m in df], format_func=METRICS.get, key="tune_metric")
     cols = st.columns(len(KNOBS))
     for col, (knob, name) in zip(cols, KNOBS.items()):
@@ -78,7 +82,8 @@ def render():
         if d["value"].nunique() < 2:  # one point is not a curve
             col.caption(f"{name} was run at one value only ({d['value'].iloc[0]:g}): no curve to draw.")
             continue
-        fig = px.line(d.sort_values("value"), x="value", y=metric, color="drafter", markers=True, height=320,
+        fig = px.line(d.sort_values("value"), x="value", y=metric, color="run" if "run" in d else "drafter",
+                      markers=True, height=320,
                       labels={"value": name, metric: METRICS[metric]})
         fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
         col.plotly_chart(fig, width="stretch", key=f"tune_{knob}")

@@ -3,6 +3,7 @@
     python scripts/gpu/carry.py pack --datasets amazon2018-game amazon2014-beauty-loo \
         --embeddings amazon2014-beauty-loo:sentence-transformers/all-MiniLM-L6-v2      # here, before the call
     python scripts/gpu/carry.py unpack                                               # there, first thing
+    python scripts/gpu/carry.py half devruns/x/tiger devresults/ckpt/tiger           # a checkpoint, fp16, to move
 
 pack copies each dataset's manifest, items, row files and semantic ids (the tokenizer weights only when named, not the
 embeddings) into .carry/processed/, plus the embeddings asked for as float16 (half the bytes; only semantic-id and
@@ -35,7 +36,8 @@ def pack(a) -> None:
                 elif f"{name}/{f.name}" in a.tokenizers:  # fp16: half the bytes (read back as fp32)
                     from specgr.sid.build import load_sid_tokenizer, save_sid_tokenizer
 
-                    save_sid_tokenizer(d / "sid" / f.name, *load_sid_tokenizer(f, "cpu"), half=True)
+                    save_sid_tokenizer(d / "sid" / f.name, *load_sid_tokenizer(f, "cpu"), half=True,
+                                      inference_only=True)
     for spec in a.embeddings or []:
         name, model = spec.split(":", 1)
         slug = model.replace("/", "__")
@@ -61,6 +63,16 @@ def unpack(a) -> None:
     print(f"unpacked into {dst}")
 
 
+def half(a) -> None:
+    """A checkpoint directory rewritten with fp16 weights (read back in their own dtypes): half the bytes to move."""
+    from specgr.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(a.src)
+    save_checkpoint(a.dst, ck["config"], ck["state_dicts"], sids=ck["sids"], dataset_fingerprint=ck["dataset_fingerprint"],
+                    extra=ck["extra"], half=True)
+    print(f"{a.src} -> {a.dst} (fp16)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -73,8 +85,11 @@ def main(argv=None) -> int:
     p = sub.add_parser("unpack")
     p.add_argument("--carry", default=".carry")
     p.add_argument("--out", default="devdata/processed")
+    p = sub.add_parser("half", help="copy a checkpoint directory with fp16 weights")
+    p.add_argument("src")
+    p.add_argument("dst")
     a = ap.parse_args(argv)
-    (pack if a.cmd == "pack" else unpack)(a)
+    {"pack": pack, "unpack": unpack, "half": half}[a.cmd](a)
     return 0
 
 

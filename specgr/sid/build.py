@@ -98,12 +98,14 @@ def _map_tensors(d, fn):
     return fn(d) if isinstance(d, torch.Tensor) else d
 
 
-def save_sid_tokenizer(path, tokenizer, cfg: SIDConfig, half: bool = False) -> Path:
+def save_sid_tokenizer(path, tokenizer, cfg: SIDConfig, half: bool = False, inference_only: bool = False) -> Path:
     """The frozen tokenizer as one file {sid_config, tokenizer state}: tensors and primitives only, so
-    torch.load(weights_only=True) reads it back. half=True stores floating tensors as fp16 (bundles)."""
+    torch.load(weights_only=True) reads it back. half=True stores floating tensors as fp16; inference_only=True keeps
+    only what encoding new items reads (no RQ-VAE decoder): both for bundles."""
     from specgr.checkpoint import atomic_torch_save
 
-    state = _map_tensors(tokenizer.state_dict(), lambda t: t.half() if half and t.is_floating_point() else t)
+    state = _map_tensors(tokenizer.state_dict(inference_only=inference_only),
+                         lambda t: t.half() if half and t.is_floating_point() else t)
     return atomic_torch_save({"sid_config": cfg.to_dict(), "tokenizer": state}, path)
 
 

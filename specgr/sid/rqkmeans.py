@@ -78,7 +78,7 @@ class RQKMeansTokenizer:
         codes = self.encode(emb)
         return sum(self.centroids[l][codes[:, l]] for l in range(codes.shape[1]))
 
-    def state_dict(self) -> dict:
+    def state_dict(self, inference_only: bool = False) -> dict:  # the centroids are all it has: nothing to drop
         return {"kind": self.kind, "config": asdict(self.cfg), "centroids": self.centroids.clone()}
 
     def load_state_dict(self, sd: dict) -> "RQKMeansTokenizer":

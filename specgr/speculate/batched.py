@@ -3,9 +3,10 @@
 What "exact" takes care of, compared with the authors' batched code (docs/METHOD.md §7):
 - per-user prefix constraints (`SemanticIDs.prefix_match_mask` is per row), never a union over the batch;
 - an item is never drafted twice (the drafter gets each user's drafted ids as `exclude`), so lists have no duplicates;
-- per-user early exit: users with >= K accepted leave the active set, which is compacted, so they stop costing
-  compute; one host sync per round decides who is still active (`SpecGRConfig.compact`; with compact=False the
-  shapes stay static, finished users are masked in place, and the loop has no host sync);
+- per-user early exit: users with >= K accepted stop. Compacting (the default on CPU): they leave the active set, so
+  they stop costing compute, and one host sync per round decides who is still active. Static (the default on CUDA,
+  faster there, docs/RESULTS.md §4): shapes stay fixed, finished users are masked in place, and the loop has no host
+  sync (`SpecGRConfig.compact`);
 - the encoder runs once per user; its states are gathered for the active rows in every round.
 
 Per round, for the b active users: one drafter call (b, δ), one verifier pass over (b, δ) candidates (in guided rounds
@@ -135,9 +136,10 @@ class SpecGR:
         del enc  # the loop only needs the cross-attention state
         rows = torch.arange(B, device=dev)  # batch rows of the active users
         beam = steps.Beam.start(B, dev)
+        compact = cfg.compacts(dev)
         for rnd in range(1, l + 1):
             b, lo = rows.numel(), (rnd - 1) * d
-            live = n_acc[rows] < K  # (b,): all True when compacting; with cfg.compact=False finished users are masked
+            live = n_acc[rows] < K  # (b,): all True when compacting; with static shapes finished users are masked
             # 1. draft under each user's own beam prefixes; exclude what that user already drafted
             with record_function("specgr.draft"):
                 ids, ds = self._draft(drafts, rows, cand, beam, rnd, lo)
@@ -145,7 +147,7 @@ class SpecGR:
             with steps.autocast(dev, cfg.autocast), record_function("specgr.verify"):
                 guide = beam if cfg.uses_prefixes(rnd) else None  # drafts extend these prefixes: reuse them
                 v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len, guide)  # (b, δ)
-            if not cfg.compact:  # a finished user's new drafts are dropped: its buffers stay as its last round left them
+            if not compact:  # a finished user's new drafts are dropped: its buffers stay as its last round left them
                 ids, v = ids.masked_fill(~live[:, None], -1), v.masked_fill(~live[:, None], NEG_INF)
             v = v + cfg.new_item_bonus * (ids >= sids.n_in_sample)  # 0 in the paper; pads stay -inf
             acc = v > cfg.threshold  # pads have V = -inf: never accepted
@@ -156,7 +158,7 @@ class SpecGR:
             n_rounds[rows] = torch.where(live, rnd, n_rounds[rows])
             # 3. per-user early exit: compact the active set (the one host sync of the round); without compaction the
             # shapes stay static and the host never waits for the GPU inside the loop
-            if cfg.compact:
+            if compact:
                 with record_function("specgr.host_sync"):
                     keep = (n_acc[rows] < K).nonzero().squeeze(1)
                 if keep.numel() == 0:
