@@ -10,16 +10,13 @@ of your choice instead of the method name). The text model's embeddings must alr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-
-import torch
 
 
 def main(argv=None) -> int:
     from specgr.data.processed import ProcessedDataset
-    from specgr.sid.build import SIDConfig, build_semantic_ids
+    from specgr.sid.build import SIDConfig, build_semantic_ids, save_sid_artifacts
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default="data/processed")
@@ -33,12 +30,7 @@ def main(argv=None) -> int:
     ds = ProcessedDataset.load(Path(a.data_root) / a.dataset)
     cfg = SIDConfig(method=a.method, codebook_size=a.codebook_size, device=a.device)
     sids, tok, rep = build_semantic_ids(ds.embeddings(a.text_model), ds.n_in_sample, cfg)
-    d = ds.path / "sid"
-    d.mkdir(exist_ok=True)
-    sids.save(d / f"{a.name}.npz")
-    torch.save({"sid_config": cfg.to_dict(), "tokenizer": tok.state_dict()}, d / f"{a.name}_tokenizer.pt")
-    rep["text_model"] = a.text_model
-    (d / f"{a.name}_report.json").write_text(json.dumps(rep, indent=2, default=float))
+    save_sid_artifacts(ds.path, sids, tok, cfg, {**rep, "text_model": a.text_model}, name=a.name)
     print(f"{a.dataset}/{a.name}: unique-prefix share {rep['unique_prefix_share']:.3f}, max collision depth "
           f"{rep['max_depth']}, fit {rep['fit_seconds']:.0f} s")
     return 0

@@ -118,14 +118,17 @@ def load_sid_tokenizer(path, device: str = "auto"):
     return tokenizer_from_state_dict(state, device), SIDConfig.from_dict(blob["sid_config"])
 
 
-def save_sid_artifacts(ds_path, sids: SemanticIDs, tokenizer, cfg: SIDConfig, report: dict | None = None) -> Path:
-    """Write <ds_path>/sid/<method>.npz, <method>_tokenizer.pt, <method>_report.json; returns the sid folder."""
+def save_sid_artifacts(ds_path, sids: SemanticIDs, tokenizer, cfg: SIDConfig, report: dict | None = None,
+                       name: str | None = None) -> Path:
+    """Write <ds_path>/sid/<name>.npz, <name>_tokenizer.pt, <name>_report.json (name: the method's by default, or a
+    named variant for experiments); returns the sid folder."""
     d = sid_dir(ds_path)
     d.mkdir(parents=True, exist_ok=True)
-    sids.save(d / f"{cfg.method}.npz")
-    save_sid_tokenizer(d / f"{cfg.method}_tokenizer.pt", tokenizer, cfg)
+    name = name or cfg.method
+    sids.save(d / f"{name}.npz")
+    save_sid_tokenizer(d / f"{name}_tokenizer.pt", tokenizer, cfg)
     if report is not None:
-        (d / f"{cfg.method}_report.json").write_text(json.dumps(report, indent=2, default=float))
+        (d / f"{name}_report.json").write_text(json.dumps(report, indent=2, default=float))
     return d
 
 
