@@ -108,3 +108,25 @@ def test_bad_input_gets_clear_errors(tiny_run):
 
     with pytest.raises(CheckpointMismatchError, match="Fix"):
         Bundle.load(p.run_dir / "export" / "bundle", ds=Other())
+
+
+def test_tiger_beam_width_is_reported_beside_the_official_one(tiny_pipeline, tmp_path):
+    """eval.tiger_beams != 50 scores TIGER at that width as tiger.json and the official width-50 TIGER beside it."""
+    import copy
+    import json
+
+    p, _ = tiny_pipeline
+    q = copy.copy(p)
+    q.cfg = copy.deepcopy(p.cfg)
+    q.cfg.eval = {**q.cfg.eval, "tiger_beams": 64, "max_rows": 16, "diagnostics": False, "ablations": False}
+    q.results_root = tmp_path
+    record = p.run_dir / "evaluate" / "stage.json"
+    kept = record.read_text()
+    try:
+        q.stage_evaluate({}, force=True)
+    finally:  # the shared fixture's own record stays as it was
+        record.write_text(kept)
+    res = tmp_path / p.ds_name
+    wide, official = (json.loads((res / f).read_text()) for f in ("tiger.json", "tiger_beam50.json"))
+    assert wide["params"]["num_beams"] == 64 and official["params"]["num_beams"] == 50
+    assert (res / "tiger_beam50_nohist.json").exists() and not (tmp_path / p.ds_name / "tiger_beam64.json").exists()
