@@ -54,6 +54,11 @@ class EvalConfig:
     # the width-50 TIGER is reported beside it (tiger_beam50*.json)
     tiger_beams: int = 50
 
+    def __post_init__(self):
+        if isinstance(self.tiger_beams, bool) or not isinstance(self.tiger_beams, int) or self.tiger_beams < 50:
+            raise ValueError(f"eval.tiger_beams={self.tiger_beams!r}: the beam must hold the K = 50 items every list is "
+                             "scored at. Fix: use a whole number >= 50 (official: 50).")
+
 
 # SpecGR variants: (how the config is built from the preset's `specgr` values, the knobs tuned)
 VARIANTS = {
@@ -150,7 +155,13 @@ def load_pipeline_config(preset: str, overrides: list[str] | None = None, datase
     d = apply_overrides(load_preset(preset), overrides)
     if dataset:
         d["name"] = dataset
-    return from_dict(PipelineConfig, d)
+    cfg = from_dict(PipelineConfig, d)
+    # every section's typed view once, now: a bad value (unknown key, eval.tiger_beams < K) fails before hours of
+    # training, not at the stage that first reads it
+    for view in (cfg.sid_cfg, cfg.tiger_cfg, cfg.tiger_train_cfg, cfg.pp_cfg, cfg.aux_cfgs, cfg.sasrec_cfgs,
+                 cfg.specgr_cfg, cfg.tune_cfg, cfg.eval_cfg):
+        view()
+    return cfg
 
 
 class Pipeline:

@@ -130,3 +130,9 @@ def test_tiger_beam_width_is_reported_beside_the_official_one(tiny_pipeline, tmp
     wide, official = (json.loads((res / f).read_text()) for f in ("tiger.json", "tiger_beam50.json"))
     assert wide["params"]["num_beams"] == 64 and official["params"]["num_beams"] == 50
     assert (res / "tiger_beam50_nohist.json").exists() and not (tmp_path / p.ds_name / "tiger_beam64.json").exists()
+
+
+@pytest.mark.parametrize("bad", [10, 0, 50.5, True])
+def test_tiger_beams_below_k_is_refused_with_the_fix(bad):
+    with pytest.raises(ValueError, match="Fix: use a whole number >= 50"):
+        load_pipeline_config("tiny", [f"eval.tiger_beams={bad}"]).eval_cfg()
