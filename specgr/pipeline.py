@@ -390,19 +390,31 @@ class Pipeline:
     def stage_export(self, force=False, specgr_defaults: dict | None = None, metrics: dict | None = None):
         h = config_hash(self.hashes.get("tiger"), self.hashes.get("specgr_pp"), self.hashes.get("aux"),
                         specgr_defaults, metrics)
+        models = config_hash(self.hashes.get("tiger"), self.hashes.get("specgr_pp"), self.hashes.get("aux"))
 
         def run():
+            from specgr.checkpoint import read_config, save_checkpoint
             from specgr.export import export_bundle
             from specgr.sid.build import load_sid_artifacts
 
+            bundle = self._stage_dir("export") / "bundle"
+            made = read_config(bundle) if bundle.exists() else None
+            if not force and made and made.get("extra", {}).get("models_hash") == models:
+                # the same weights, new tuned values (the export after `tune`): rewrite the recorded values in place
+                # (atomically) instead of rebuilding the bundle, which needs every training stage's directory
+                save_checkpoint(bundle, {"specgr_defaults": specgr_defaults or {}}, {},
+                                extra={"metrics": metrics or {}})
+                self._cache.pop("bundle", None)
+                return {"path": str(bundle), "updated_in_place": True}
             sids, tok, sc = load_sid_artifacts(self.ds.path, self.cfg.sid_cfg().method, device="cpu")
             # each stage directory holds the component of its name; the aux stage is optional
             comps = {name: self._stage_dir(name) for name in ("tiger", "specgr_pp", "aux")
                      if name != "aux" or (self._stage_dir(name) / "stage.json").exists()}
-            export_bundle(self._stage_dir("export") / "bundle", self.ds, sids, tok, sc, comps,
-                          text_model=self.cfg.text_model, specgr_defaults=specgr_defaults or {}, metrics=metrics)
+            export_bundle(bundle, self.ds, sids, tok, sc, comps, text_model=self.cfg.text_model,
+                          specgr_defaults=specgr_defaults or {}, metrics=metrics)
+            save_checkpoint(bundle, {}, {}, extra={"models_hash": models})  # what the weights were exported from
             self._cache.pop("bundle", None)
-            return {"path": str(self._stage_dir("export") / "bundle")}
+            return {"path": str(bundle)}
 
         self.run_stage("export", h, run, force)
 

@@ -136,3 +136,37 @@ def test_tiger_beam_width_is_reported_beside_the_official_one(tiny_pipeline, tmp
 def test_tiger_beams_below_k_is_refused_with_the_fix(bad):
     with pytest.raises(ValueError, match="Fix: use a whole number >= 50"):
         load_pipeline_config("tiny", [f"eval.tiger_beams={bad}"]).eval_cfg()
+
+
+def test_export_of_new_tuned_values_needs_no_training_directories(tiny_run, tmp_path):
+    """The export after `tune` only records new values: with the same weights it rewrites them in the bundle in place,
+    so a run restored from its bundle alone (no tiger / specgr_pp / aux directories) can still tune and export."""
+    import shutil
+
+    import torch
+
+    from specgr.checkpoint import load_checkpoint
+    from specgr.pipeline import Pipeline
+
+    p, kw, root = tiny_run
+    runs = tmp_path / "runs"
+    shutil.copytree(p.run_dir, runs / p.ds_name)
+    q = Pipeline(p.cfg, data_root=p.data_root, run_root=runs, results_root=tmp_path / "results", device="cpu",
+                 log=lambda *a: None)
+    for n in ("sid", "tiger", "specgr_pp", "aux"):
+        q.hashes[n] = json.loads((runs / p.ds_name / n / "stage.json").read_text())["hash"]
+    q.stage_export(force=True)  # a bundle of these stages' weights (other tests retrain some stages of the fixture)
+    for name in ("tiger", "specgr_pp", "aux"):  # keep the stage records, drop the weights
+        for f in (runs / p.ds_name / name).iterdir():
+            if f.name != "stage.json":
+                shutil.rmtree(f) if f.is_dir() else f.unlink()
+    before = load_checkpoint(runs / p.ds_name / "export" / "bundle", ds=q.ds)
+    defaults = {"aux": {"threshold": -9.5, "draft_size": 7}}
+    q.stage_export(specgr_defaults=defaults)
+    info = json.loads((runs / p.ds_name / "export" / "stage.json").read_text())["info"]
+    assert info.get("updated_in_place") is True
+    after = load_checkpoint(runs / p.ds_name / "export" / "bundle", ds=q.ds)
+    assert after["config"]["specgr_defaults"] == defaults
+    for name in ("tiger", "specgr_pp"):  # the weights are the exported ones, untouched
+        for k, v in before["state_dicts"][name].items():
+            assert torch.equal(v, after["state_dicts"][name][k])

@@ -5,7 +5,8 @@
 The export stage, re-run after tuning to record the tuned values in the bundle, needs the tiger / specgr_pp / aux stage
 directories; a fresh machine restored from what an earlier call brought back has only the bundle, SASRec and the
 stage records (scripts/gpu/17_games_evaluate.sh). The stage hashes come from those records; the tuned values from
-devresults/<dataset>/tune.json, as the pipeline passes them.
+devresults/<dataset>/tune.json, as the pipeline passes them. (Release 5, call 7. Since then the export stage rewrites
+the tuned values in a bundle in place when its weights are unchanged, so `specgr pipeline` runs on such a machine.)
 """
 
 import json
