@@ -388,9 +388,9 @@ class Pipeline:
         self.run_stage("sasrec", h, run, force)
 
     def stage_export(self, force=False, specgr_defaults: dict | None = None, metrics: dict | None = None):
-        h = config_hash(self.hashes.get("tiger"), self.hashes.get("specgr_pp"), self.hashes.get("aux"),
-                        specgr_defaults, metrics)
-        models = config_hash(self.hashes.get("tiger"), self.hashes.get("specgr_pp"), self.hashes.get("aux"))
+        parts = [self.hashes.get(k) for k in ("tiger", "specgr_pp", "aux")]
+        h = config_hash(*parts, specgr_defaults, metrics)
+        models = config_hash(*parts)  # what the weights come from (recorded in the bundle)
 
         def run():
             from specgr.checkpoint import read_config, save_checkpoint
