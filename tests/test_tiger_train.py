@@ -61,6 +61,9 @@ def test_short_run_checkpoint_and_resume(tiny_dataset, tmp_path):
     _, info2 = train_tiger(tiny_dataset, sids, tiger_preset("tiny"), cfg(epochs=3), out)
     assert info2["resumed_from"] and info2["steps"] == info2["total_steps"] > info["steps"]
     assert info2["steps_this_run"] == info2["steps"] - info["steps"]
+    # the time reported covers both runs: the first run's loop, then this one's
+    assert info["wall_s_all_runs"] == info["wall_s"]
+    assert info2["wall_s_all_runs"] == pytest.approx(info["wall_s"] + info2["wall_s"], rel=1e-6, abs=0.05)
     assert len(info2["val_history"]) == 3
     assert json.loads((out / "tiger_train_info.json").read_text())["steps"] == info2["steps"]
 

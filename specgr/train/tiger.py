@@ -181,7 +181,7 @@ def train_tiger(ds, sids, model_cfg: TigerConfig, train_cfg: TigerTrainConfig | 
     ds: ProcessedDataset; sids: SemanticIDs of the catalog. out_dir gets last.pt (resume state), best.pt (best
     weights), logs/ (CSV), tiger_train_info.json and the specgr checkpoint (config.json, tiger.pt, sids.npz); a
     fast_dev_run (one step, one validation batch) writes none of them. resume: continue from out_dir/last.pt.
-    info: wall_s, train_s, val_s, steps, epochs, rows_per_s, best (metrics of the best validation), val_history, ...
+    info: wall_s (this call's loop), wall_s_all_runs (+ the loops of the runs it resumed), train_s, val_s, steps, epochs, rows_per_s, best (metrics of the best validation), val_history, ...
     With devices > 1 the processes are launched by Lightning Fabric; the result comes from rank 0.
     """
     from lightning.fabric import Fabric
@@ -244,13 +244,16 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
     opt = adamw(model.parameters(), lr, cfg.weight_decay, capturable=graphs)
     step0, history, best = 0, [], {"score": -math.inf, "step": None}
     last = out / "last.pt"
-    resumed_from = None
+    resumed_from, loop_s_before = None, 0.0
     if resume and last.exists() and not fast_dev_run:
         st = torch.load(last, map_location=dev, weights_only=True)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         step0, history, best = int(st["step"]), json.loads(st["history"]), json.loads(st["best"])
         resumed_from = str(last)
+        # the loop time of the calls before this one, up to their last saved validation (so a run cut by a time limit
+        # and resumed reports the time of all its calls, not only of the last)
+        loop_s_before = float(st.get("loop_s", 0.0))
     if world > 1:
         model = fabric.setup_module(model)  # DDP; its forward is TIGER.forward
     core = model.module if hasattr(model, "module") else model
@@ -268,7 +271,8 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
     def save_last(s: int):
         if rank == 0 and not fast_dev_run:
             atomic_torch_save({"model": core.state_dict(), "optimizer": opt.state_dict(), "step": s,
-                               "history": json.dumps(history), "best": json.dumps(best)}, last)
+                               "history": json.dumps(history), "best": json.dumps(best),
+                               "loop_s": loop_s_before + time.perf_counter() - t_start}, last)
 
     # ---- the loop
     from tqdm.auto import tqdm
@@ -346,7 +350,7 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
     steps_run = s - step0
     train_s = wall - val_s
     info = {
-        "wall_s": wall, "val_s": val_s, "train_s": train_s, "graph_capture_s": step.capture_seconds,
+        "wall_s": wall, "wall_s_all_runs": loop_s_before + wall, "val_s": val_s, "train_s": train_s, "graph_capture_s": step.capture_seconds,
         "steps": s, "steps_this_run": steps_run, "total_steps": total, "steps_per_epoch": bpe, "epochs": s / bpe,
         "n_train_rows": data.n_rows, "rows_per_s": steps_run * cfg.batch_size / max(train_s, 1e-9),
         "steps_per_s": steps_run / max(train_s, 1e-9), "n_params": model_cpu.n_params, "precision": precision,
