@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from specgr.data.tokenize import history_tokens
-from specgr.models.beam import Beam, beam_step
+from specgr.models.beam import Beam, beam_advance, beam_step
 from specgr.models.scoring import score_candidates
 from specgr.models.tiger import TIGER, tiger_preset
 from specgr.sid.semantic_ids import SemanticIDs
@@ -79,10 +79,12 @@ def test_empty_candidates(env):
     assert v.shape == (4, 0)
 
 
-@pytest.mark.parametrize("L", [1, 2, 3])  # the beam before verification in rounds 2, 3, 4
+@pytest.mark.parametrize("L", [0, 1, 2, 3])  # the beam before verification in rounds 1, 2, 3, 4
 def test_prefix_reuse_equals_teacher_forced(L):
     """Guided drafts scored on top of their parent beam (its digit log-probs + KV cache) == the full teacher-forced V,
-    for both length rules (prefix_len with min_len < L takes fewer digits than the reused prefix)."""
+    for both length rules (prefix_len with min_len < L takes fewer digits than the reused prefix); and with the beam's
+    next decoder step shared (`beam_advance`: the digit after the prefix read from it; L = 0 is round 1's empty beam,
+    whose only prefix every item extends)."""
     g = torch.Generator().manual_seed(L)
     n, n_in, C, B, W, R = 200, 150, 5, 4, 4, 40
     sids = SemanticIDs.from_codes(torch.randint(0, C, (n, 3), generator=g), n_in, C, on_overflow="grow")
@@ -104,13 +106,21 @@ def test_prefix_reuse_equals_teacher_forced(L):
         cand[b, slots] = items
     assert (cand >= 0).sum() > 2 * B
     rules = [("paper", 3)] + [("prefix_len", m) for m in (1, 2, 3)]
+    with torch.no_grad():
+        adv = beam_advance(model, st, beam)
     for rule, min_len in rules:
         kw = dict(length_rule=rule, prefix_len=sids.prefix_len, min_len=min_len)
         full = score_candidates(model, st, None, cand, sids.tokens, n_in, **kw)
         for chunk in (None, 7):
-            got = score_candidates(model, st, None, cand, sids.tokens, n_in, chunk=chunk, beam=beam, **kw)
-            assert torch.isinf(got[cand < 0]).all() and torch.isfinite(got[cand >= 0]).all()
-            torch.testing.assert_close(got, full, rtol=0, atol=1e-5)
+            for advance in ([None, adv] if L else [adv]):  # (without it, an empty beam is not reused: no cache yet)
+                got = score_candidates(model, st, None, cand, sids.tokens, n_in, chunk=chunk, beam=beam,
+                                       advance=advance, **kw)
+                assert torch.isinf(got[cand < 0]).all() and torch.isfinite(got[cand >= 0]).all()
+                torch.testing.assert_close(got, full, rtol=0, atol=1e-5)
+    # the beam step from the shared advance == the beam step that decodes it itself
+    with torch.no_grad():
+        a, b = beam_step(model, sids, st, beam, W, advance=adv), beam_step(model, sids, st, beam, W)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.scores, b.scores) and torch.equal(a.logprobs, b.logprobs)
 
 
 @pytest.mark.gpu

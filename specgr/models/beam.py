@@ -68,6 +68,11 @@ def reorder_cache(past: list, parent: torch.Tensor) -> list:
     return out
 
 
+def index_cache(past: list, B: int, W: int, rows: torch.Tensor) -> list:
+    """Self-attention cache of B users x W beams (per layer (k, v) (B*W, h, L, d)) -> users `rows` (B'*W, h, L, d)."""
+    return [tuple(t.view(B, W, *t.shape[1:])[rows].reshape(-1, *t.shape[1:]) for t in kv) for kv in past]
+
+
 def fit_vocab(allowed: torch.Tensor, V: int) -> torch.Tensor:
     """Allowed-token mask of the SID vocab -> the model's vocab V (a grown collision digit can exceed it)."""
     Vs = allowed.shape[-1]
@@ -104,24 +109,45 @@ class Beam:
 
     def index(self, rows: torch.Tensor) -> "Beam":
         """Keep users `rows` (B',) (compaction of the active set)."""
-        past = None
-        if self.past is not None:
-            B, W = self.scores.shape
-            past = [tuple(t.view(B, W, *t.shape[1:])[rows].reshape(-1, *t.shape[1:]) for t in kv) for kv in self.past]
+        past = None if self.past is None else index_cache(self.past, *self.scores.shape, rows)
         return Beam(self.tokens[rows], self.scores[rows], self.valid[rows], self.logprobs[rows], past)
 
 
+@dataclass
+class BeamAdvance:
+    """The decoder step that extends a beam, computed once and shared: logprobs (B, W, V) fp32, the next digit's
+    log-probs after each beam; past: the beams' cache with that step's input added (per layer (k, v),
+    (B*W, h, L+1, d_kv): inputs [PAD, d1..d_L]). `beam_step` expands the beams from it; the SpecGR verifier reads the
+    next digit of every candidate under a beam from it, instead of decoding that digit once per candidate."""
+
+    logprobs: torch.Tensor
+    past: list
+
+    def index(self, rows: torch.Tensor) -> "BeamAdvance":
+        """Keep users `rows` (B',) (compaction of the active set)."""
+        B, W = self.logprobs.shape[:2]
+        return BeamAdvance(self.logprobs[rows], index_cache(self.past, B, W, rows))
+
+
+def beam_advance(model: TIGER, state: EncoderState, beam: Beam) -> BeamAdvance:
+    """The KV-cached decoder step on every beam's newest token (DECODER_START for the empty beam)."""
+    B, W, L = beam.tokens.shape
+    last = beam.tokens[..., -1] if L else torch.full((B, W), DECODER_START, dtype=torch.long,
+                                                     device=beam.tokens.device)
+    return BeamAdvance(*model.decode_step(state, last, beam.past))
+
+
 def beam_step(model: TIGER, sids, state: EncoderState, beam: Beam, width: int, in_sample_only: bool = False,
-              constrained: bool = True) -> Beam:
+              constrained: bool = True, advance: BeamAdvance | None = None) -> Beam:
     """Extend every user's beams by one digit (KV-cached decoder step + `expand_beams`).
 
     constrained=True: only extensions towards existing items (the trie, `sids.allowed_next`; in_sample_only keeps to
     in-sample items). The SpecGR loop calls this once per round; `beam_search` is four calls of it.
+    advance: this beam's decoder step if already computed (`beam_advance`, shared with the verifier).
     """
     B, W, L = beam.tokens.shape
-    last = beam.tokens[..., -1] if L else torch.full((B, W), DECODER_START, dtype=torch.long,
-                                                     device=beam.tokens.device)
-    logp, past = model.decode_step(state, last, beam.past)  # (B, W, V) fp32
+    adv = advance if advance is not None else beam_advance(model, state, beam)
+    logp, past = adv.logprobs, adv.past  # (B, W, V) fp32
     allowed = None
     if constrained:
         allowed = sids.allowed_next(beam.tokens.reshape(B * W, L), in_sample_only=in_sample_only)

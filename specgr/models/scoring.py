@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from specgr.models.beam import Beam
+from specgr.models.beam import Beam, BeamAdvance
 from specgr.models.tiger import DECODER_START, TIGER, EncoderState
 from specgr.sid.semantic_ids import N_DIGITS
 
@@ -46,7 +46,8 @@ def digit_logprobs(model: TIGER, enc, enc_mask, cand_tokens: torch.Tensor) -> to
     return model.decoder_token_logprobs(enc, enc_mask, dec_in, cand_tokens)
 
 
-def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.Tensor, beam: Beam) -> torch.Tensor:
+def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.Tensor, beam: Beam,
+                          advance: BeamAdvance | None = None) -> torch.Tensor:
     """digit_logprobs of candidates that extend their user's beam prefixes, decoding only the digits after them.
 
     cand_tokens (B, R, 4); beam: the user's current beam (tokens (B, W, L), 1 <= L <= 3, with its cache `past`).
@@ -56,6 +57,10 @@ def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.
     come from decoding the inputs c_L..c_3 (positions L..3) on top of the parent's cache of inputs [PAD, c_1..c_{L-1}],
     which is exactly what the teacher-forced pass computes at those positions (causal attention: earlier positions
     never see later ones).
+
+    advance: the beam's next decoder step (`beam_advance`; then 0 <= L <= 3, and L = 0 is the empty beam, which every
+    candidate extends). Digit L+1 is read from its log-probs and only the inputs c_{L+1}..c_3 are decoded, on its cache:
+    the decoding of input c_L is done once per beam instead of once per candidate.
     """
     B, R, _ = cand_tokens.shape
     W, L = beam.tokens.shape[1:]
@@ -64,6 +69,14 @@ def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.
     parent = match.int().argmax(-1)  # (B, R)
     rows = torch.arange(B, device=parent.device)[:, None]
     flat = (rows * W + parent).reshape(-1)  # (B*R,) rows of the beam cache (B*W, h, L, d_kv)
+    if advance is not None:
+        nxt = advance.logprobs.reshape(B * W, -1)[flat, cand_tokens[..., L].reshape(-1)].view(B, R, 1).float()
+        parts = [beam.logprobs[rows, parent].float(), nxt]
+        if L + 1 < N_DIGITS:
+            past = [(k[flat], v[flat]) for k, v in advance.past]
+            parts.append(model.decoder_token_logprobs(state, None, cand_tokens[..., L:N_DIGITS - 1],
+                                                      cand_tokens[..., L + 1:], past=past))  # (B, R, 3 - L)
+        return torch.cat(parts, -1)
     past = [(k[flat], v[flat]) for k, v in beam.past]
     tail = model.decoder_token_logprobs(state, None, cand_tokens[..., L - 1:N_DIGITS - 1], cand_tokens[..., L:],
                                         past=past)  # (B, R, 4 - L)
@@ -73,7 +86,8 @@ def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.
 @torch.no_grad()
 def score_candidates(model: TIGER, enc, enc_mask, cand_items: torch.Tensor, sid_tokens, n_in_sample: int,
                      length_rule: str = "paper", prefix_len: torch.Tensor | None = None, min_len: int = 3,
-                     chunk: int | None = None, beam: Beam | None = None) -> torch.Tensor:
+                     chunk: int | None = None, beam: Beam | None = None,
+                     advance: BeamAdvance | None = None) -> torch.Tensor:
     """Verification scores V (B, R) fp32 of candidate items.
 
     enc (B, T, d) or an EncoderState (computed once per batch and reused: cheaper); enc_mask (B, T);
@@ -82,6 +96,8 @@ def score_candidates(model: TIGER, enc, enc_mask, cand_items: torch.Tensor, sid_
     chunk: max candidates per user per decoder call (bounds the decoder's (B, chunk, 4, d) activations).
     beam: the users' current beam (B, W, L >= 1) when every real candidate extends one of its prefixes (guided
     re-drafting): then only the digits after the prefix are decoded (`prefix_digit_logprobs`; same V up to rounding).
+    advance: that beam's next decoder step (`beam_advance`), shared with the beam step: then the first digit after the
+    prefix is read from it too, and beam may be the empty beam (L = 0) of an unguided first round.
     """
     if prefix_len is None and hasattr(sid_tokens, "prefix_len"):
         prefix_len = sid_tokens.prefix_len
@@ -94,8 +110,9 @@ def score_candidates(model: TIGER, enc, enc_mask, cand_items: torch.Tensor, sid_
     c = cand.clamp(min=0)
     tok = table.to(dev)[c]  # (B, R, 4)
     step = R if not chunk else int(chunk)
-    reuse = beam is not None and beam.length > 0 and beam.past is not None  # (no cache at L = 4: nothing to verify)
-    lp = torch.cat([prefix_digit_logprobs(model, state, tok[:, i:i + step], beam) if reuse
+    # (no cache at L = 4: nothing to verify)
+    reuse = beam is not None and (advance is not None or (beam.length > 0 and beam.past is not None))
+    lp = torch.cat([prefix_digit_logprobs(model, state, tok[:, i:i + step], beam, advance) if reuse
                     else digit_logprobs(model, state, None, tok[:, i:i + step]) for i in range(0, R, step)], 1) if R \
         else torch.zeros(B, 0, N_DIGITS, device=dev)
     m = candidate_lengths(c, n_in_sample, length_rule, prefix_len, min_len)

@@ -143,10 +143,15 @@ class SpecGR:
             # 1. draft under each user's own beam prefixes; exclude what that user already drafted
             with record_function("specgr.draft"):
                 ids, ds = self._draft(drafts, rows, cand, beam, rnd, lo)
-            # 2. verify
+            # 2. verify. The beam's next decoder step comes first: the beam step below reuses it, and the verifier
+            # reads from it the next digit of every draft that extends a beam (all drafts in guided rounds, and in
+            # round 1, where the beam is the empty prefix), so that digit's input is decoded once per beam, not per draft
+            with steps.autocast(dev, cfg.autocast), record_function("specgr.beam_step"):
+                adv = steps.beam_advance(self.model, state, beam)
             with steps.autocast(dev, cfg.autocast), record_function("specgr.verify"):
-                guide = beam if cfg.uses_prefixes(rnd) else None  # drafts extend these prefixes: reuse them
-                v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len, guide)  # (b, δ)
+                extends = rnd == 1 or cfg.uses_prefixes(rnd)  # drafts extend these prefixes: reuse them
+                guide, guide_adv = (beam, adv) if extends else (None, None)
+                v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len, guide, guide_adv)  # (b, δ)
             if not compact:  # a finished user's new drafts are dropped: its buffers stay as its last round left them
                 ids, v = ids.masked_fill(~live[:, None], -1), v.masked_fill(~live[:, None], NEG_INF)
             v = v + cfg.new_item_bonus * (ids >= sids.n_in_sample)  # 0 in the paper; pads stay -inf
@@ -166,10 +171,10 @@ class SpecGR:
                     break
                 if keep.numel() < b:
                     rows = rows[keep]
-                    state, beam = state.index(keep), beam.index(keep)
+                    state, beam, adv = state.index(keep), beam.index(keep), adv.index(keep)
             # 4. extend the beam by one digit: guides the next round, and (after the last round) feeds the fill-up
             with steps.autocast(dev, cfg.autocast), record_function("specgr.beam_step"):
-                beam = steps.beam_step(self.model, sids, state, beam, W, in_sample_only=in_only)
+                beam = steps.beam_step(self.model, sids, state, beam, W, in_sample_only=in_only, advance=adv)
             if trace:  # the beams of the users still active after this round (masked users have none, as compacted)
                 on = (n_acc[rows] < K).cpu()
                 round_beams.append((rows.cpu()[on], beam.tokens.cpu()[on], beam.scores.cpu()[on], beam.valid.cpu()[on]))

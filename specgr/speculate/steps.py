@@ -14,7 +14,7 @@ import contextlib
 import torch
 
 from specgr.data.tokenize import history_tokens
-from specgr.models.beam import Beam, beam_step  # noqa: F401  (the loop's beam driver, re-exported here)
+from specgr.models.beam import Beam, BeamAdvance, beam_advance, beam_step  # noqa: F401  (the loop's beam driver)
 from specgr.models.scoring import score_candidates
 
 
@@ -37,14 +37,16 @@ def encode(model, sids, history: torch.Tensor, hist_len: torch.Tensor):
     return enc, mask, model.encoder_state(enc, mask)
 
 
-def verify(model, sids, state, ids: torch.Tensor, length_rule: str, min_len: int, beam: Beam | None = None
-           ) -> torch.Tensor:
+def verify(model, sids, state, ids: torch.Tensor, length_rule: str, min_len: int, beam: Beam | None = None,
+           advance: BeamAdvance | None = None) -> torch.Tensor:
     """ids (B, R) candidate items (-1 pad) -> V (B, R) float32, the length-normalised log-likelihood; -inf at pads.
 
     beam: in guided rounds, the beam whose prefixes the drafts were restricted to; the verifier then reuses each
     candidate's prefix (its parent beam's digit log-probs and KV cache) and decodes only the remaining digits.
-    None (unguided rounds): every candidate is decoded teacher-forced from PAD.
+    None (unguided rounds): every candidate is decoded teacher-forced from PAD. advance: that beam's next decoder step
+    (`beam_advance`, which the beam step then reuses): the first digit after the prefix is read from it, not decoded
+    per candidate; with it, the empty beam of round 1 is a prefix every draft extends.
     """
     V = score_candidates(model, state, None, ids, sids.tokens, sids.n_in_sample, length_rule=length_rule,
-                         prefix_len=sids.prefix_len, min_len=min_len, beam=beam).float()
+                         prefix_len=sids.prefix_len, min_len=min_len, beam=beam, advance=advance).float()
     return V.masked_fill(ids < 0, float("-inf"))
