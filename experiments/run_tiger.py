@@ -55,9 +55,10 @@ def run_one(name: str, spec: dict, dataset: str, data_root: Path, runs_root: Pat
     rec = TigerOnly(model, sids, num_beams=50, device=dev)
     r = evaluate(lambda h, hl: rec.recommend(h, hl, k=50).items, ds.rows("test"), ds.n_in_sample, f"tiger:{name}",
                  dataset, "test", batch_size=1024, device=dev, progress=False)
-    keep = ("wall_s", "wall_s_all_runs", "train_s", "val_s", "graph_capture_s", "steps", "epochs", "rows_per_s", "steps_per_s",
-            "n_params", "device", "gpu", "buckets", "best", "best_full_valid", "val_history", "train_log", "lr")
-    gpu_min = info.get("wall_s_all_runs", info["wall_s"]) / 60  # a resumed run: the loops of all its calls
+    keep = ("wall_s", "wall_s_all_runs", "train_s", "val_s", "graph_capture_s", "steps", "epochs", "rows_per_s",
+            "steps_per_s", "n_params", "device", "gpu", "buckets", "best", "best_full_valid", "val_history", "train_log",
+            "lr")
+    gpu_min = info.get("wall_s_all_runs", info["wall_s"]) / 60  # a resumed run: the loops of all of its calls
     res = {"name": name, "dataset": dataset, "spec": spec, "test": {g: r[g] for g in ("overall", "in_sample", "unseen")},
            "test_rows": r["n_rows"], "batch_size": tc.batch_size, "gpu_minutes": gpu_min,
            "total_minutes": (time.perf_counter() - t) / 60, "train": {k: info.get(k) for k in keep}}

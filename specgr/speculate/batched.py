@@ -145,13 +145,13 @@ class SpecGR:
                 ids, ds = self._draft(drafts, rows, cand, beam, rnd, lo)
             # 2. verify. The beam's next decoder step comes first: the beam step below reuses it, and the verifier
             # reads from it the next digit of every draft that extends a beam (all drafts in guided rounds, and in
-            # round 1, where the beam is the empty prefix), so that digit's input is decoded once per beam, not per draft
+            # round 1, where the beam is the empty prefix): that digit's input is decoded once per beam, not per draft
             with steps.autocast(dev, cfg.autocast), record_function("specgr.beam_step"):
                 adv = steps.beam_advance(self.model, state, beam)
             with steps.autocast(dev, cfg.autocast), record_function("specgr.verify"):
                 extends = rnd == 1 or cfg.uses_prefixes(rnd)  # drafts extend these prefixes: reuse them
                 guide, guide_adv = (beam, adv) if extends else (None, None)
-                v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len, guide, guide_adv)  # (b, δ)
+                v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len, guide, guide_adv)
             if not compact:  # a finished user's new drafts are dropped: its buffers stay as its last round left them
                 ids, v = ids.masked_fill(~live[:, None], -1), v.masked_fill(~live[:, None], NEG_INF)
             v = v + cfg.new_item_bonus * (ids >= sids.n_in_sample)  # 0 in the paper; pads stay -inf

@@ -181,7 +181,8 @@ def train_tiger(ds, sids, model_cfg: TigerConfig, train_cfg: TigerTrainConfig | 
     ds: ProcessedDataset; sids: SemanticIDs of the catalog. out_dir gets last.pt (resume state), best.pt (best
     weights), logs/ (CSV), tiger_train_info.json and the specgr checkpoint (config.json, tiger.pt, sids.npz); a
     fast_dev_run (one step, one validation batch) writes none of them. resume: continue from out_dir/last.pt.
-    info: wall_s (this call's loop), wall_s_all_runs (+ the loops of the runs it resumed), train_s, val_s, steps, epochs, rows_per_s, best (metrics of the best validation), val_history, ...
+    info: wall_s (this call's loop), wall_s_all_runs (+ the loops of the runs it resumed), train_s, val_s, steps,
+    epochs, rows_per_s, best (metrics of the best validation), val_history, ...
     With devices > 1 the processes are launched by Lightning Fabric; the result comes from rank 0.
     """
     from lightning.fabric import Fabric
@@ -350,7 +351,8 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
     steps_run = s - step0
     train_s = wall - val_s
     info = {
-        "wall_s": wall, "wall_s_all_runs": loop_s_before + wall, "val_s": val_s, "train_s": train_s, "graph_capture_s": step.capture_seconds,
+        "wall_s": wall, "wall_s_all_runs": loop_s_before + wall,
+        "val_s": val_s, "train_s": train_s, "graph_capture_s": step.capture_seconds,
         "steps": s, "steps_this_run": steps_run, "total_steps": total, "steps_per_epoch": bpe, "epochs": s / bpe,
         "n_train_rows": data.n_rows, "rows_per_s": steps_run * cfg.batch_size / max(train_s, 1e-9),
         "steps_per_s": steps_run / max(train_s, 1e-9), "n_params": model_cpu.n_params, "precision": precision,
