@@ -69,18 +69,16 @@ def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.
     parent = match.int().argmax(-1)  # (B, R)
     rows = torch.arange(B, device=parent.device)[:, None]
     flat = (rows * W + parent).reshape(-1)  # (B*R,) rows of the beam cache (B*W, h, L, d_kv)
-    if advance is not None:
-        nxt = advance.logprobs.reshape(B * W, -1)[flat, cand_tokens[..., L].reshape(-1)].view(B, R, 1).float()
-        parts = [beam.logprobs[rows, parent].float(), nxt]
-        if L + 1 < N_DIGITS:
-            past = [(k[flat], v[flat]) for k, v in advance.past]
-            parts.append(model.decoder_token_logprobs(state, None, cand_tokens[..., L:N_DIGITS - 1],
-                                                      cand_tokens[..., L + 1:], past=past))  # (B, R, 3 - L)
-        return torch.cat(parts, -1)
-    past = [(k[flat], v[flat]) for k, v in beam.past]
-    tail = model.decoder_token_logprobs(state, None, cand_tokens[..., L - 1:N_DIGITS - 1], cand_tokens[..., L:],
-                                        past=past)  # (B, R, 4 - L)
-    return torch.cat([beam.logprobs[rows, parent], tail], -1)
+    parts = [beam.logprobs[rows, parent].float()]  # digits 1..L: the parent's own
+    cache, start = beam.past, L  # decode inputs c_{start-1}..c_3 for digits start..4
+    if advance is not None:  # digit L+1 from the shared step; decoding starts one input later, on its cache
+        parts.append(advance.logprobs.reshape(B * W, -1)[flat, cand_tokens[..., L].reshape(-1)].view(B, R, 1).float())
+        cache, start = advance.past, L + 1
+    if start < N_DIGITS:
+        past = [(k[flat], v[flat]) for k, v in cache]
+        parts.append(model.decoder_token_logprobs(state, None, cand_tokens[..., start - 1:N_DIGITS - 1],
+                                                  cand_tokens[..., start:], past=past))  # (B, R, 4 - start)
+    return torch.cat(parts, -1)
 
 
 @torch.no_grad()
