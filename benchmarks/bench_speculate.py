@@ -3,6 +3,7 @@
     python benchmarks/bench_speculate.py --random-model --preset games --rows 512 --device cpu --json out.json
     python benchmarks/bench_speculate.py --random-model --rows 20000 --device cuda --batch-size 1024
     python benchmarks/bench_speculate.py --checkpoint runs/games/specgr_pp --rows 5000 --device cuda
+    python benchmarks/bench_speculate.py --checkpoint runs/games/specgr_pp --rows 5000 --device cuda --cuda-graph
 
 Reports recommendations/s for each method (with CUDA synchronisation), the batched/reference speed-up on the rows
 both ran, and the CPU latency of a single recommendation (batch of one, history of 20, median over --latency-users).
@@ -29,7 +30,7 @@ from specgr.drafters.encoder import EncoderDrafter, Projection
 from specgr.evaluate import write_json
 from specgr.models.tiger import TIGER, tiger_preset
 from specgr.sid.semantic_ids import SemanticIDs
-from specgr.speculate import ReferenceSpecGR, SpecGR, SpecGRConfig, TigerOnly
+from specgr.speculate import GraphedRecommender, ReferenceSpecGR, SpecGR, SpecGRConfig, TigerOnly
 from specgr.speculate.batched import sync
 from specgr.utils import resolve_device
 
@@ -145,6 +146,10 @@ def main(argv=None):
                     "round (the default on CPU)")
     ap.add_argument("--fp32", action="store_true", help="model calls in fp32 on CUDA (no bf16 autocast): fewer "
                     "near-tie flips against the reference")
+    ap.add_argument("--cuda-graph", action="store_true", help="replay the batched loop and the beam search each as "
+                    "one CUDA graph per batch (GraphedRecommender; static shapes, fixed --batch-size)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the decoder pass (TIGER.compile_decoder) "
+                    "for every method of the run: it is one model, shared")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--latency-users", type=int, default=20, help="CPU single-recommendation latency (0 = skip)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -154,6 +159,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.static and args.compact:
         ap.error("--static and --compact exclude each other (neither: static on CUDA, compacting on CPU)")
+    if args.cuda_graph and args.compact:
+        ap.error("--cuda-graph needs static shapes: drop --compact")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -175,17 +182,22 @@ def main(argv=None):
            "torch": torch.__version__, "n_items": sids.n_items, "n_in_sample": sids.n_in_sample,
            "model": "random" if args.random_model else args.checkpoint, "preset": args.preset,
            "drafter": args.drafter, "rows": "random" if args.random_model else f"{args.split}[:{args.rows}]",
-           "batch_size": args.batch_size, "config": cfg.to_dict(), "compacts": cfg.compacts(device)}
+           "batch_size": args.batch_size, "config": cfg.to_dict(), "compacts": cfg.compacts(device),
+           "cuda_graph": args.cuda_graph, "compile": args.compile}
 
+    if args.compile:
+        model.compile_decoder()
     bat = SpecGR(model, drafter, sids, cfg, device)
     ref = ReferenceSpecGR(model, drafter, sids, cfg, device)
     tig = TigerOnly(model, sids, num_beams=K, device=device, autocast=not args.fp32)
-    # warm-up (allocator, kernels, lazy tables)
-    bat.recommend(rows.history[:8], rows.hist_len[:8])
-    tig.recommend(rows.history[:8], rows.hist_len[:8], k=K)
-
-    if args.profile_dir:
+    if args.profile_dir:  # eager only: a graph replay has no per-phase ranges
+        bat.recommend(rows.history[:8], rows.hist_len[:8], k=K)
         out["profile"] = profile_phases(bat, rows, args.batch_size, K, args.profile_dir)
+    if args.cuda_graph:  # both methods alike, so that the same-run comparison stays fair
+        bat, tig = GraphedRecommender(bat, args.batch_size), GraphedRecommender(tig, args.batch_size)
+    # warm-up (allocator, kernels, lazy tables; with --cuda-graph: the capture, outside the timing)
+    bat.recommend(rows.history[:8], rows.hist_len[:8], k=K)
+    tig.recommend(rows.history[:8], rows.hist_len[:8], k=K)
     out["batched"], res_b = timed(bat, rows, args.batch_size, K)
     out["tiger_beam"], _ = timed(tig, rows, args.batch_size, K)
     nr = min(args.ref_rows, args.rows)

@@ -223,7 +223,7 @@ class RetrievalIndex:
             cat_i = torch.cat([best_i, ci + s], 1)
             best_s, pos = cat_s.topk(k, dim=1)
             best_i = cat_i.gather(1, pos)
-        best_i[best_s == neg_inf] = -1  # masked-out slots are not items
+        best_i.masked_fill_(best_s == neg_inf, -1)  # masked-out slots are not items (no boolean indexing: no sync)
         return best_i, best_s
 
     def _search_faiss(self, q, k, allowed, exclude):

@@ -334,3 +334,48 @@ def test_compaction_default_follows_the_device():
     """compact=None: static shapes on CUDA (no host sync in the loop), compaction on CPU; explicit values win."""
     assert SpecGRConfig().compacts("cpu") and not SpecGRConfig().compacts("cuda")
     assert not SpecGRConfig(compact=False).compacts("cpu") and SpecGRConfig(compact=True).compacts("cuda")
+
+
+def test_graphed_recommender_refuses_what_it_cannot_capture(world):
+    """Clear errors with a fix: a CPU recommender, a compacting loop."""
+    from specgr.speculate.graphed import GraphedRecommender
+
+    model, drafter, sids, _, _ = world
+    with pytest.raises(ValueError, match="CUDA device"):
+        GraphedRecommender(SpecGR(model, drafter, sids, small(compact=False)), batch_size=8)
+    with pytest.raises(ValueError, match="CUDA device"):
+        GraphedRecommender(TigerOnly(model, sids), batch_size=8)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("which", ["specgr", "specgr-fused", "tiger"])
+def test_graphed_recommender_equals_eager(world, which):
+    """A CUDA-graph replay returns the eager lists bit for bit, on a full batch and on a padded last batch (10 rows
+    in batches of 8: the second holds 2 real rows and 6 copies)."""
+    from specgr.speculate.graphed import GraphedRecommender
+
+    import copy
+
+    model, _, sids, hist, hl = world
+    model = copy.deepcopy(model)  # .to("cuda") moves a module in place: keep the fixture's on the CPU
+    drafter = RandomDrafter(world[1].index.embeddings().clone()).to("cuda")
+    if which == "tiger":
+        eager = TigerOnly(model, sids, num_beams=10, device="cuda")
+    else:
+        extra = dict(fusion_weight=0.5, new_item_bonus=1.0) if which == "specgr-fused" else {}
+        eager = SpecGR(model, drafter, sids, small(compact=False, **extra), device="cuda")
+        with pytest.raises(ValueError, match="compact=False"):
+            GraphedRecommender(SpecGR(model, drafter, sids, small(compact=True), device="cuda"), batch_size=8)
+    graphed = GraphedRecommender(eager, batch_size=8)
+
+    class Rows:
+        history, hist_len = hist.numpy(), hl.numpy()
+
+    a = eager.recommend_rows(Rows, batch_size=8, k=10, progress=False)
+    b = graphed.recommend_rows(Rows, k=10, progress=False)
+    b2 = graphed.recommend_rows(Rows, k=10, progress=False)  # replays only
+    for got in (b, b2):
+        assert torch.equal(a.items, got.items) and torch.equal(a.sources, got.sources)
+        assert torch.allclose(a.scores, got.scores, equal_nan=True)
+        assert torch.equal(a.n_rounds, got.n_rounds) and torch.equal(a.n_accepted, got.n_accepted)
+    assert len(graphed._captured) == 1  # one capture served every batch

@@ -137,6 +137,7 @@ class TIGER(nn.Module):
         self.t5.set_input_embeddings(self.t5.shared)
         self.t5.lm_head.weight = self.t5.shared.weight
         self._buckets: dict = {}
+        self._compiled_decode = None  # compile_decoder()
 
     # ------------------------------------------------------------------ small pieces
     @property
@@ -159,7 +160,14 @@ class TIGER(nn.Module):
         """(n, h, Lq, dk) attention -> (n, Lq, h*dk). scale=1: T5 does not scale q·k. `mask` is additive; pass it in
         q's dtype (`_compute_dtype`) so that no layer re-casts it."""
         p = self.cfg.dropout if self.training else 0.0
-        if p == 0.0 and k.shape[2] <= SMALL_KEYS:
+        if p == 0.0 and k.shape[2] <= SMALL_KEYS and torch.compiler.is_compiling() and not self.training:
+            # compiled decoding (`compile_decoder`): broadcast products summed over d_kv, then over the keys, which
+            # Inductor fuses into reductions over exactly the keys there are, accumulated in fp32; the batched GEMMs
+            # below run (Lq x d_kv) @ (d_kv x Lk) tiles of 1-4 rows in cuBLAS kernels that took 25% of a SpecGR
+            # batch's GPU time (docs/RESULTS.md §4)
+            s = (q.float()[..., :, None, :] * k.float()[..., None, :, :]).sum(-1) + mask.float()
+            o = (torch.softmax(s, -1)[..., None] * v.float()[..., None, :, :]).sum(-2).to(v.dtype)
+        elif p == 0.0 and k.shape[2] <= SMALL_KEYS:
             # decoding attends over 1-4 keys per sequence; the fused kernels tile that as 64x64 blocks of mostly
             # padding (52% of the GPU time of a SpecGR batch, docs/RESULTS.md §4); two batched matmuls do the same
             # maths on exactly the keys there are (softmax in fp32, as the fused kernels accumulate)
@@ -236,7 +244,20 @@ class TIGER(nn.Module):
         return enc if isinstance(enc, EncoderState) else self.encoder_state(enc, enc_mask)
 
     # ------------------------------------------------------------------ decoder
+    def compile_decoder(self) -> "TIGER":
+        """Run every decoder pass (`_decode`: beam steps, verification, teacher forcing) through torch.compile from
+        now on, with dynamic shapes: it fuses the pass's small elementwise kernels (casts, norms, residuals), which
+        dominate decoding a 2M-parameter model over 1-4 tokens (docs/RESULTS.md §4). The first calls of each new
+        input structure compile (seconds to a minute). Returns self."""
+        self._compiled_decode = torch.compile(self._decode_eager, dynamic=True)
+        return self
+
     def _decode(self, state: EncoderState, tokens: torch.Tensor, past: list | None = None):
+        """`_decode_eager`, compiled after `compile_decoder()`."""
+        fn = self._compiled_decode if self._compiled_decode is not None and not self.training else self._decode_eager
+        return fn(state, tokens, past)
+
+    def _decode_eager(self, state: EncoderState, tokens: torch.Tensor, past: list | None = None):
         """tokens (B, R, L): R sequences per user, positions Lp..Lp+L-1 (Lp = cached length).
 
         Returns hidden (B, R, L, d) after the final LayerNorm and the new self-attention cache: per layer (k, v),
@@ -272,8 +293,18 @@ class TIGER(nn.Module):
         return x.view(B, R, L, -1), new_past
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Tied output embedding with T5's d_model**-0.5 rescale (tie_word_embeddings=True)."""
-        return F.linear(hidden * (self.cfg.d_model ** -0.5), self.t5.shared.weight)
+        """Tied output embedding with T5's d_model**-0.5 rescale (tie_word_embeddings=True).
+
+        In eval mode the projection runs in fp32 even under autocast: bf16 logits are rounded to steps of 1/16 at
+        |logit| ~ 10, coarse enough to reorder near-tied candidates between batch shapes (the batched SpecGR loop
+        against its one-user reference, docs/RESULTS.md §4), and it is a small share of a decoder pass. Training
+        keeps the autocast dtype, as measured for the trainer.
+        """
+        x = hidden * (self.cfg.d_model ** -0.5)
+        if self.training or not torch.is_autocast_enabled(x.device.type):
+            return F.linear(x, self.t5.shared.weight)
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(x.float(), self.t5.shared.weight.float())
 
     def decoder_logits(self, enc, enc_mask, dec_input: torch.Tensor) -> torch.Tensor:
         """enc (B, T, d) or EncoderState; enc_mask (B, T); dec_input (B, R, L) -> logits (B, R, L, V)."""

@@ -113,10 +113,14 @@ class SpecGR:
         from specgr.recommenders import validate_history
 
         validate_history(history, hist_len, self.sids.n_items)  # unknown ids, empty histories: a ValueError with a fix
+        return self._recommend(as_long(history, self.device), as_long(hist_len, self.device), k, trace)
+
+    def _recommend(self, hist: torch.Tensor, hl: torch.Tensor, k: int | None = None,
+                   trace: bool = False) -> SpecGRResult:
+        """`recommend` on validated device tensors hist (B, H), hl (B,): what `GraphedRecommender` captures."""
         cfg, sids, dev = self.cfg, self.sids, self.device
         K, d, W, l = k or cfg.top_k, cfg.draft_size, cfg.num_beams, cfg.max_rounds
         in_only = not cfg.inductive  # ablation: drafts and beams restricted to in-sample items
-        hist, hl = as_long(history, dev), as_long(hist_len, dev)
         B, M = hist.shape[0], cfg.max_rounds * cfg.draft_size
 
         # candidate buffers in drafting order: column (r - 1) * δ + j = j-th draft of round r
@@ -346,10 +350,14 @@ class TigerOnly:
         from specgr.recommenders import validate_history
 
         validate_history(history, hist_len, self.sids.n_items)
+        return self._recommend(as_long(history, self.device), as_long(hist_len, self.device), k)
+
+    def _recommend(self, hist: torch.Tensor, hl: torch.Tensor, k: int | None = 50,
+                   trace: bool = False) -> SpecGRResult:
+        """`recommend` on validated device tensors hist (B, H), hl (B,): what `GraphedRecommender` captures."""
         dev, sids = self.device, self.sids
         k = k or 50
         W = max(self.num_beams or k, k)
-        hist, hl = as_long(history, dev), as_long(hist_len, dev)
         B = hist.shape[0]
         with steps.autocast(dev, self.autocast):
             _, _, state = steps.encode(self.model, sids, hist, hl)

@@ -20,9 +20,12 @@ from specgr.models.scoring import score_candidates
 
 
 def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast for model calls on CUDA; a no-op elsewhere (CPU results stay fp32 and comparable)."""
+    """bf16 autocast for model calls on CUDA; a no-op elsewhere (CPU results stay fp32 and comparable).
+
+    No cast cache: each context covers one model call, which uses each weight about once, and a cache kept across a
+    CUDA graph capture would hold tensors of the graph's private pool (`specgr.speculate.graphed`)."""
     if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
 
 

@@ -1,0 +1,108 @@
+"""A recommender's whole batch as one CUDA graph: capture once, replay per batch (docs/RESULTS.md §4).
+
+Decoding a batch launches thousands of small kernels (a 2M-parameter decoder over 1-4 tokens per sequence), and
+between them the GPU waits for the host. With static shapes (`SpecGRConfig.compact=False`, the CUDA default) the
+SpecGR loop has no host sync, and TIGER's constrained beam search never had one, so each can be captured whole:
+
+    rec = GraphedRecommender(SpecGR(model, drafter, sids, cfg, "cuda"), batch_size=1024)
+    res = rec.recommend_rows(ds.rows("test"), batch_size=1024)      # same lists as the wrapped recommender
+
+The first batch of each (history width, K) captures the wrapped recommender's `_recommend` on fixed input buffers;
+every batch then copies its rows into them and replays the graph. A batch with fewer rows is padded with copies of
+its first row, whose lists are dropped. The lists are the wrapped recommender's: the same kernels run on the same
+shapes (a GPU test checks equality).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from specgr.speculate.trace import SpecGRResult
+from specgr.utils import as_long
+
+WARMUP_RUNS = 2  # eager runs before capture: lazy tables, cuBLAS workspaces and the allocator settle on a side stream
+
+
+@dataclass
+class _Captured:
+    graph: torch.cuda.CUDAGraph
+    hist: torch.Tensor  # (B, H) input buffer the graph reads
+    hist_len: torch.Tensor  # (B,)
+    out: SpecGRResult  # output tensors the graph writes
+
+
+class GraphedRecommender:
+    """rec: a `SpecGR` with static shapes or a `TigerOnly`, on CUDA; batch_size: the rows of every replay."""
+
+    def __init__(self, rec, batch_size: int):
+        from specgr.speculate.batched import SpecGR
+
+        if rec.device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA device, the recommender is on {rec.device}. Fix: build it with "
+                             "device='cuda', or call it directly.")
+        if isinstance(rec, SpecGR) and rec.cfg.compacts(rec.device):
+            raise ValueError("a compacting SpecGR loop syncs with the host every round and cannot be captured. Fix: "
+                             "SpecGRConfig(compact=False) (or None, the CUDA default).")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}. Fix: pass the batch size of the rows you will run, >= 1.")
+        self.rec, self.batch_size = rec, int(batch_size)
+        self.device, self.sids = rec.device, rec.sids
+        self._captured: dict[tuple[int, int | None], _Captured] = {}
+
+    def _capture(self, hist: torch.Tensor, hist_len: torch.Tensor, k: int | None) -> _Captured:
+        h, n = hist.clone(), hist_len.clone()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_RUNS):
+                self.rec._recommend(h, n, k)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                out = self.rec._recommend(h, n, k)
+        except RuntimeError as e:  # a host sync inside the loop: name it, do not fall back silently
+            raise RuntimeError(f"CUDA graph capture of {type(self.rec).__name__} failed: {e}. Fix: run it without "
+                               "GraphedRecommender (some step of this configuration synchronises with the host).") from e
+        return _Captured(graph, h, n, out)
+
+    @torch.inference_mode()
+    def recommend(self, history, hist_len, k: int | None = None, trace: bool = False) -> SpecGRResult:
+        """history (B', H) item ids (-1 pad), hist_len (B',), B' <= batch_size -> SpecGRResult (tensors on the GPU)."""
+        from specgr.recommenders import validate_history
+
+        if trace:
+            raise ValueError("traces are built on the host, outside any graph. Fix: call the wrapped recommender with "
+                             "trace=True.")
+        validate_history(history, hist_len, self.sids.n_items)
+        hist, hl = as_long(history, self.device), as_long(hist_len, self.device)
+        b = hist.shape[0]
+        if b > self.batch_size:
+            raise ValueError(f"{b} rows in one call, the graph holds {self.batch_size}. Fix: pass at most "
+                             f"batch_size rows per call (recommend_rows does).")
+        if b < self.batch_size:  # pad with the first row; its copies' lists are dropped below
+            fill = self.batch_size - b
+            hist = torch.cat([hist, hist[:1].expand(fill, -1)])
+            hl = torch.cat([hl, hl[:1].expand(fill)])
+        key = (hist.shape[1], k)
+        cap = self._captured.get(key)
+        if cap is None:
+            cap = self._captured[key] = self._capture(hist, hl, k)
+        cap.hist.copy_(hist)
+        cap.hist_len.copy_(hl)
+        cap.graph.replay()
+        o = cap.out
+        return SpecGRResult(*(t[:b].clone() for t in (o.items, o.scores, o.sources, o.n_rounds, o.n_accepted,
+                                                      o.n_drafted)))
+
+    def recommend_rows(self, rows, batch_size: int | None = None, k: int | None = None, progress: bool = True,
+                       trace: bool = False) -> SpecGRResult:
+        """A whole split in batches of the graph's batch_size, timed (`specgr.speculate.batched.run_rows`)."""
+        from specgr.speculate.batched import run_rows
+
+        if batch_size not in (None, self.batch_size):
+            raise ValueError(f"batch_size={batch_size}, the graph holds {self.batch_size}. Fix: omit it, or build the "
+                             f"GraphedRecommender with batch_size={batch_size}.")
+        return run_rows(self, rows, self.batch_size, k, progress, trace)
