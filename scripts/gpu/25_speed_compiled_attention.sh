@@ -5,25 +5,12 @@
 # Carry: as 22_speed_graph.sh.
 source scripts/gpu/common.sh
 python3 -m pytest -q -m gpu tests/test_tiger.py tests/test_speculate.py 2>&1 | tail -3
-python3 - <<'PY'
-import json, os, sys, time
-sys.path.insert(0, "benchmarks")
-import bench_speculate as b
-base = ("--checkpoint checkpoints/amazon2018-game --data-root devdata/processed --rows 20000 --batch-size 1024 "
-        "--device cuda --latency-users 0").split()
-runs = {"cattn_graph": "--compile --cuda-graph", "graph_call4": "--cuda-graph",
-        "cattn_graph_tuned": "--compile --cuda-graph --delta 100 --beta 30 --gamma -1.6",
-        "cattn_graph_aux": "--compile --cuda-graph --drafter aux", "cattn_graph_again": "--compile --cuda-graph",
-        "cattn": "--compile"}
-t0 = time.time()
-for name, extra in runs.items():
-    path = os.path.join(os.environ["OUT"], f"bench_speculate_h100_release7_{name}.json")
-    with open(os.devnull, "w") as devnull:
-        so, sys.stdout = sys.stdout, devnull
-        try:
-            d = b.main(base + extra.split() + ["--json", path])
-        finally:
-            sys.stdout = so
-    print(name, f"{time.time() - t0:.0f} s", {k: round(d[k]["recs_per_s"]) for k in ("batched", "tiger_beam")},
-          "agreement", d["reference_agreement"], "acceptance", round(d["batched"]["acceptance_rate"], 3), flush=True)
-PY
+BASE="--checkpoint checkpoints/amazon2018-game --data-root devdata/processed --rows 20000 --batch-size 1024
+  --device cuda --latency-users 0"
+python3 scripts/gpu/bench_many.py "$BASE" \
+  cattn_graph="--compile --cuda-graph" \
+  graph_call4="--cuda-graph" \
+  cattn_graph_tuned="--compile --cuda-graph --delta 100 --beta 30 --gamma -1.6" \
+  cattn_graph_aux="--compile --cuda-graph --drafter aux" \
+  cattn_graph_again="--compile --cuda-graph" \
+  cattn="--compile"

@@ -160,19 +160,21 @@ class TIGER(nn.Module):
         """(n, h, Lq, dk) attention -> (n, Lq, h*dk). scale=1: T5 does not scale q·k. `mask` is additive; pass it in
         q's dtype (`_compute_dtype`) so that no layer re-casts it."""
         p = self.cfg.dropout if self.training else 0.0
-        if p == 0.0 and k.shape[2] <= SMALL_KEYS and torch.compiler.is_compiling() and not self.training:
-            # compiled decoding (`compile_decoder`): broadcast products summed over d_kv, then over the keys, which
-            # Inductor fuses into reductions over exactly the keys there are, accumulated in fp32; the batched GEMMs
-            # below run (Lq x d_kv) @ (d_kv x Lk) tiles of 1-4 rows in cuBLAS kernels that took 25% of a SpecGR
-            # batch's GPU time (docs/RESULTS.md §4)
-            s = (q.float()[..., :, None, :] * k.float()[..., None, :, :]).sum(-1) + mask.float()
-            o = (torch.softmax(s, -1)[..., None] * v.float()[..., None, :, :]).sum(-2).to(v.dtype)
-        elif p == 0.0 and k.shape[2] <= SMALL_KEYS:
+        if p == 0.0 and k.shape[2] <= SMALL_KEYS:
             # decoding attends over 1-4 keys per sequence; the fused kernels tile that as 64x64 blocks of mostly
-            # padding (52% of the GPU time of a SpecGR batch, docs/RESULTS.md §4); two batched matmuls do the same
-            # maths on exactly the keys there are (softmax in fp32, as the fused kernels accumulate)
-            s = torch.matmul(q, k.transpose(-1, -2)).float() + mask.float()
-            o = torch.matmul(torch.softmax(s, -1).to(v.dtype), v)
+            # padding (52% of the GPU time of a SpecGR batch, docs/RESULTS.md §4), so this is the same maths on
+            # exactly the keys there are, all in fp32 (under bf16 autocast, bf16 scores of |q.k| ~ 10 round by ~0.06
+            # and reorder near-tied candidates): compiled decoding (`compile_decoder`) sums broadcast products, which
+            # Inductor fuses into reductions (the batched GEMMs of (Lq x d_kv) @ (d_kv x Lk) tiles took 25% of a
+            # SpecGR batch's GPU time); eager decoding runs two fp32 batched matmuls
+            if torch.compiler.is_compiling():
+                s = (q.float()[..., :, None, :] * k.float()[..., None, :, :]).sum(-1) + mask.float()
+                o = (torch.softmax(s, -1)[..., None] * v.float()[..., None, :, :]).sum(-2)
+            else:
+                with torch.autocast(q.device.type, enabled=False):
+                    s = torch.matmul(q.float(), k.float().transpose(-1, -2)) + mask.float()
+                    o = torch.matmul(torch.softmax(s, -1), v.float())
+            o = o.to(v.dtype)
         else:
             with sdpa_kernel(SDPA_BACKENDS):
                 o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), dropout_p=p, scale=1.0)
@@ -254,8 +256,9 @@ class TIGER(nn.Module):
 
     def _decode(self, state: EncoderState, tokens: torch.Tensor, past: list | None = None):
         """`_decode_eager`, compiled after `compile_decoder()`."""
-        fn = self._compiled_decode if self._compiled_decode is not None and not self.training else self._decode_eager
-        return fn(state, tokens, past)
+        if self._compiled_decode is None or self.training:
+            return self._decode_eager(state, tokens, past)
+        return self._compiled_decode(state, tokens.contiguous(), past)  # one stride: fewer recompilations
 
     def _decode_eager(self, state: EncoderState, tokens: torch.Tensor, past: list | None = None):
         """tokens (B, R, L): R sequences per user, positions Lp..Lp+L-1 (Lp = cached length).

@@ -1,0 +1,33 @@
+"""Several benchmarks/bench_speculate.py runs in one process, so that Inductor compiles each decoder shape once.
+
+    python3 scripts/gpu/bench_many.py "BASE ARGS" NAME="EXTRA ARGS" ...
+
+Each run writes $OUT/bench_speculate_h100_release7_NAME.json and prints one summary line.
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, "benchmarks")
+import bench_speculate  # noqa: E402
+
+
+def main(argv):
+    base, runs = argv[0].split(), [a.split("=", 1) for a in argv[1:]]
+    t0 = time.time()
+    for name, extra in runs:
+        path = os.path.join(os.environ["OUT"], f"bench_speculate_h100_release7_{name}.json")
+        with open(os.devnull, "w") as devnull:
+            so, sys.stdout = sys.stdout, devnull  # the full JSON goes to the file
+            try:
+                d = bench_speculate.main(base + extra.split() + ["--json", path])
+            finally:
+                sys.stdout = so
+        print(name, f"{time.time() - t0:.0f} s", {k: round(d[k]["recs_per_s"]) for k in ("batched", "tiger_beam")},
+              "agreement", d["reference_agreement"], "acceptance", round(d["batched"]["acceptance_rate"], 3),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
