@@ -250,7 +250,9 @@ class TIGER(nn.Module):
         """Run every decoder pass (`_decode`: beam steps, verification, teacher forcing) through torch.compile from
         now on, with dynamic shapes: it fuses the pass's small elementwise kernels (casts, norms, residuals), which
         dominate decoding a 2M-parameter model over 1-4 tokens (docs/RESULTS.md §4). The first calls of each new
-        input structure compile (seconds to a minute). Returns self."""
+        input structure compile (seconds to a minute). Dynamo compiles at most `torch._dynamo.config.recompile_limit`
+        (8) structures of this function per process; later ones decode eagerly, with the same fp32 small-key
+        attention. Returns self."""
         self._compiled_decode = torch.compile(self._decode_eager, dynamic=True)
         return self
 
