@@ -16,5 +16,5 @@ from specgr.speculate.reference import ReferenceSpecGR
 from specgr.speculate.trace import (SOURCE_ACCEPTED, SOURCE_BEAM, SOURCE_FILL, SOURCE_NAMES, SOURCE_NONE, RoundTrace,
                                     SpecGRResult, UserTrace)
 
-__all__ = ["SpecGR", "SpecGRConfig", "GraphedRecommender", "ReferenceSpecGR", "TigerOnly", "SpecGRResult", "UserTrace", "RoundTrace",
-           "SOURCE_ACCEPTED", "SOURCE_FILL", "SOURCE_BEAM", "SOURCE_NONE", "SOURCE_NAMES"]
+__all__ = ["SpecGR", "SpecGRConfig", "GraphedRecommender", "ReferenceSpecGR", "TigerOnly", "SpecGRResult", "UserTrace",
+           "RoundTrace", "SOURCE_ACCEPTED", "SOURCE_FILL", "SOURCE_BEAM", "SOURCE_NONE", "SOURCE_NAMES"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from specgr.speculate.batched import SpecGR, run_rows
 from specgr.speculate.trace import SpecGRResult
 from specgr.utils import as_long
 
@@ -37,8 +38,6 @@ class GraphedRecommender:
     """rec: a `SpecGR` with static shapes or a `TigerOnly`, on CUDA; batch_size: the rows of every replay."""
 
     def __init__(self, rec, batch_size: int):
-        from specgr.speculate.batched import SpecGR
-
         if rec.device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, the recommender is on {rec.device}. Fix: build it with "
                              "device='cuda', or call it directly.")
@@ -65,7 +64,7 @@ class GraphedRecommender:
                 out = self.rec._recommend(h, n, k)
         except RuntimeError as e:  # a host sync inside the loop: name it, do not fall back silently
             raise RuntimeError(f"CUDA graph capture of {type(self.rec).__name__} failed: {e}. Fix: run it without "
-                               "GraphedRecommender (some step of this configuration synchronises with the host).") from e
+                               "GraphedRecommender (a step of this configuration synchronises with the host).") from e
         return _Captured(graph, h, n, out)
 
     @torch.inference_mode()
@@ -100,8 +99,6 @@ class GraphedRecommender:
     def recommend_rows(self, rows, batch_size: int | None = None, k: int | None = None, progress: bool = True,
                        trace: bool = False) -> SpecGRResult:
         """A whole split in batches of the graph's batch_size, timed (`specgr.speculate.batched.run_rows`)."""
-        from specgr.speculate.batched import run_rows
-
         if batch_size not in (None, self.batch_size):
             raise ValueError(f"batch_size={batch_size}, the graph holds {self.batch_size}. Fix: omit it, or build the "
                              f"GraphedRecommender with batch_size={batch_size}.")
