@@ -5,10 +5,8 @@
 # Carry (.carry, here): python scripts/gpu/carry.py pack --datasets amazon2018-game, and the previous commit's specgr/ and
 # benchmarks/ in .carry/old/ (git worktree of HEAD; copied).
 source scripts/gpu/common.sh
-B="benchmarks/bench_speculate.py --checkpoint checkpoints/amazon2018-game --data-root devdata/processed --rows 20000
-   --batch-size 1024 --device cuda --latency-users 0"
-run() { local name=$1; shift; echo "== $name"; "$@" --json "$OUT/bench_speculate_h100_$name.json" > "$OUT/$name.log" 2>&1;
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: round(d[k]['recs_per_s']) for k in ('batched', 'tiger_beam')}, 'agreement', d['reference_agreement'], 'acceptance', round(d['batched']['acceptance_rate'], 3))" "$OUT/bench_speculate_h100_$name.json"; }
+B="benchmarks/bench_speculate.py $BENCH_GAMES"
+run() { bench "$OUT" "$@"; }
 run before env PYTHONPATH=$PWD/.carry/old python3 .carry/old/$B
 run after python3 $B
 run before_again env PYTHONPATH=$PWD/.carry/old python3 .carry/old/$B

@@ -7,11 +7,8 @@
 # .carry/old/ (git worktree of HEAD; copied).
 source scripts/gpu/common.sh
 python3 -m pytest -q -m gpu tests/test_speculate.py tests/test_scoring.py tests/test_tiger.py 2>&1 | tail -4
-B="benchmarks/bench_speculate.py --checkpoint checkpoints/amazon2018-game --data-root devdata/processed --rows 20000
-   --batch-size 1024 --device cuda --latency-users 0"
-run() { local name=$1; shift; echo "== $name $(( $(date +%s) - t0 )) s"; "$@" --json "$OUT/bench_speculate_h100_$name.json" \
-  > "$OUT/$name.log" 2>&1 || tail -5 "$OUT/$name.log"
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: round(d[k]['recs_per_s']) for k in ('batched', 'tiger_beam')}, 'agreement', d['reference_agreement'], 'acceptance', round(d['batched']['acceptance_rate'], 3))" "$OUT/bench_speculate_h100_$name.json"; }
+B="benchmarks/bench_speculate.py $BENCH_GAMES"
+run() { bench "$OUT" "$@"; }
 run before env PYTHONPATH=$PWD/.carry/old python3 .carry/old/$B
 run after python3 $B
 run graph python3 $B --cuda-graph

@@ -5,9 +5,7 @@
 # Carry: as 22_speed_graph.sh.
 source scripts/gpu/common.sh
 python3 -m pytest -q -m gpu tests/test_tiger.py tests/test_speculate.py 2>&1 | tail -3
-BASE="--checkpoint checkpoints/amazon2018-game --data-root devdata/processed --rows 20000 --batch-size 1024
-  --device cuda --latency-users 0"
-python3 scripts/gpu/bench_many.py "$BASE" \
+python3 scripts/gpu/bench_many.py "$BENCH_GAMES" \
   cattn_graph="--compile --cuda-graph" \
   graph_call4="--cuda-graph" \
   cattn_graph_tuned="--compile --cuda-graph --delta 100 --beta 30 --gamma -1.6" \

@@ -5,14 +5,11 @@
 # Dynamo's recompile limit is hit; with fp32 attention in both paths its lists stay comparable), and the GPU tests.
 # Carry: as 22_speed_graph.sh, with the previous commit's specgr/ and benchmarks/ in .carry/old/.
 source scripts/gpu/common.sh
-B="benchmarks/bench_speculate.py --checkpoint checkpoints/amazon2018-game --data-root devdata/processed --rows 20000
-   --batch-size 1024 --device cuda --latency-users 0"
+B="benchmarks/bench_speculate.py $BENCH_GAMES"
 echo "== before (bf16 small-key attention)"
 env PYTHONPATH=$PWD/.carry/old python3 .carry/old/$B --json $OUT/bench_speculate_h100_release7_fp32attn_before.json \
   > $OUT/before.log 2>&1; grep -A2 '"batched"\|agreement' $OUT/before.log | grep 'recs_per_s\|agreement'
-BASE="--checkpoint checkpoints/amazon2018-game --data-root devdata/processed --rows 20000 --batch-size 1024
-  --device cuda --latency-users 0"
-python3 scripts/gpu/bench_many.py "$BASE" \
+python3 scripts/gpu/bench_many.py "$BENCH_GAMES" \
   fp32attn_after="" \
   fp32attn_graph="--cuda-graph" \
   fp32attn_compile_graph="--compile --cuda-graph" \

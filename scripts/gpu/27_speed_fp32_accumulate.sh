@@ -2,9 +2,7 @@
 # Release 7, GPU call 6 (1 H100): bf16 matmuls with fp32-only reductions (--fp32-accumulate) against the default, eager
 # and compiled + graphed, one process: does the agreement with the one-user reference rise? Carry: as 22_speed_graph.sh.
 source scripts/gpu/common.sh
-BASE="--checkpoint checkpoints/amazon2018-game --data-root devdata/processed --rows 20000 --batch-size 1024
-  --device cuda --latency-users 0"
-python3 scripts/gpu/bench_many.py "$BASE" \
+python3 scripts/gpu/bench_many.py "$BENCH_GAMES" \
   acc_eager="--fp32-accumulate" \
   acc_eager_default="" \
   acc_compile_graph="--compile --cuda-graph --fp32-accumulate" \

@@ -1,10 +1,12 @@
 """Several benchmarks/bench_speculate.py runs in one process, so that Inductor compiles each decoder shape once.
 
     python3 scripts/gpu/bench_many.py "BASE ARGS" NAME="EXTRA ARGS" ...
+    python3 scripts/gpu/bench_many.py --summary RESULT.json          # the summary line of one result file
 
 Each run writes $OUT/bench_speculate_h100_release7_NAME.json and prints one summary line.
 """
 
+import json
 import os
 import sys
 import time
@@ -13,7 +15,17 @@ sys.path.insert(0, "benchmarks")
 import bench_speculate  # noqa: E402
 
 
+def summary(d: dict) -> str:
+    """recs/s of both methods, agreement with the reference, acceptance: one line."""
+    return (f"{ {k: round(d[k]['recs_per_s']) for k in ('batched', 'tiger_beam')} } agreement "
+            f"{d['reference_agreement']} acceptance {round(d['batched']['acceptance_rate'], 3)}")
+
+
 def main(argv):
+    if argv[0] == "--summary":
+        with open(argv[1]) as f:
+            print(summary(json.load(f)))
+        return
     base, runs = argv[0].split(), [a.split("=", 1) for a in argv[1:]]
     t0 = time.time()
     for name, extra in runs:
@@ -24,9 +36,7 @@ def main(argv):
                 d = bench_speculate.main(base + extra.split() + ["--json", path])
             finally:
                 sys.stdout = so
-        print(name, f"{time.time() - t0:.0f} s", {k: round(d[k]["recs_per_s"]) for k in ("batched", "tiger_beam")},
-              "agreement", d["reference_agreement"], "acceptance", round(d["batched"]["acceptance_rate"], 3),
-              flush=True)
+        print(name, f"{time.time() - t0:.0f} s", summary(d), flush=True)
 
 
 if __name__ == "__main__":

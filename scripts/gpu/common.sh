@@ -12,3 +12,10 @@ t0=$(date +%s)
 # lane GPU NAME CMD...: run CMD on one GPU, its output in devresults/${LANE_LOG:-lane}_NAME.log, and say when it ended
 lane() { local gpu=$1 name=$2; shift 2; ( export CUDA_VISIBLE_DEVICES=$gpu; "$@" ) \
   > "devresults/${LANE_LOG:-lane}_$name.log" 2>&1; local rc=$?; echo "lane $name done at $(( $(date +%s) - t0 )) s rc=$rc"; }
+# issue 15's benchmark setting: the shipped checkpoint, the first 20,000 Games test rows, batches of 1,024
+BENCH_GAMES="--checkpoint checkpoints/amazon2018-game --data-root devdata/processed --rows 20000 --batch-size 1024
+  --device cuda --latency-users 0"
+# bench DIR NAME CMD...: one bench_speculate.py run -> DIR/bench_speculate_h100_NAME.json (log: DIR/NAME.log), one line
+bench() { local dir=$1 name=$2; shift 2; echo "== $name $(( $(date +%s) - t0 )) s"
+  "$@" --json "$dir/bench_speculate_h100_$name.json" > "$dir/$name.log" 2>&1 || tail -5 "$dir/$name.log"
+  python3 scripts/gpu/bench_many.py --summary "$dir/bench_speculate_h100_$name.json"; }

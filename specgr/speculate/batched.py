@@ -352,8 +352,7 @@ class TigerOnly:
         validate_history(history, hist_len, self.sids.n_items)
         return self._recommend(as_long(history, self.device), as_long(hist_len, self.device), k)
 
-    def _recommend(self, hist: torch.Tensor, hl: torch.Tensor, k: int | None = 50,
-                   trace: bool = False) -> SpecGRResult:
+    def _recommend(self, hist: torch.Tensor, hl: torch.Tensor, k: int | None = 50) -> SpecGRResult:
         """`recommend` on validated device tensors hist (B, H), hl (B,): what `GraphedRecommender` captures."""
         dev, sids = self.device, self.sids
         k = k or 50
