@@ -153,6 +153,9 @@ def main(argv=None):
     ap.add_argument("--fp32-accumulate", action="store_true", help="bf16 matmuls reduce in fp32 only (torch's "
                     "allow_bf16_reduced_precision_reduction off): split-K partial sums are not rounded to bf16, so "
                     "results depend less on batch shape")
+    ap.add_argument("--tf32", action="store_true", help="fp32 matmuls on TF32 tensor cores (torch's float32 matmul "
+                    "precision 'high'); with --fp32: activations stay fp32, only matmul inputs are rounded (10-bit "
+                    "mantissa, bf16 has 7), so batch shape barely changes the scores")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--latency-users", type=int, default=20, help="CPU single-recommendation latency (0 = skip)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -168,6 +171,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = not args.fp32_accumulate  # set per run
+    torch.set_float32_matmul_precision("high" if args.tf32 else "highest")
     device = resolve_device(args.device)
     model, drafter, sids = (random_setup if args.random_model else checkpoint_setup)(args, device)
     if args.random_model:
@@ -187,7 +191,8 @@ def main(argv=None):
            "model": "random" if args.random_model else args.checkpoint, "preset": args.preset,
            "drafter": args.drafter, "rows": "random" if args.random_model else f"{args.split}[:{args.rows}]",
            "batch_size": args.batch_size, "config": cfg.to_dict(), "compacts": cfg.compacts(device),
-           "cuda_graph": args.cuda_graph, "compile": args.compile, "fp32_accumulate": args.fp32_accumulate}
+           "cuda_graph": args.cuda_graph, "compile": args.compile, "fp32_accumulate": args.fp32_accumulate,
+           "tf32": args.tf32}
 
     if args.compile:
         model.compile_decoder()

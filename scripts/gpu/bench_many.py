@@ -3,7 +3,7 @@
     python3 scripts/gpu/bench_many.py "BASE ARGS" NAME="EXTRA ARGS" ...
     python3 scripts/gpu/bench_many.py --summary RESULT.json          # the summary line of one result file
 
-Each run writes $OUT/bench_speculate_h100_release7_NAME.json and prints one summary line.
+Each run writes $OUT/bench_speculate_h100_${BENCH_RELEASE:-release7}_NAME.json and prints one summary line.
 """
 
 import json
@@ -29,7 +29,7 @@ def main(argv):
     base, runs = argv[0].split(), [a.split("=", 1) for a in argv[1:]]
     t0 = time.time()
     for name, extra in runs:
-        path = os.path.join(os.environ["OUT"], f"bench_speculate_h100_release7_{name}.json")
+        path = os.path.join(os.environ["OUT"], f"bench_speculate_h100_{os.environ.get('BENCH_RELEASE', 'release7')}_{name}.json")
         with open(os.devnull, "w") as devnull:
             so, sys.stdout = sys.stdout, devnull  # the full JSON goes to the file
             try:
