@@ -156,6 +156,8 @@ def main(argv=None):
     ap.add_argument("--tf32", action="store_true", help="fp32 matmuls on TF32 tensor cores (torch's float32 matmul "
                     "precision 'high'); with --fp32: activations stay fp32, only matmul inputs are rounded (10-bit "
                     "mantissa, bf16 has 7), so batch shape barely changes the scores")
+    ap.add_argument("--fp32-linear", action="store_true", help="TIGER.fp32_linear: linear layers take bf16 inputs "
+                    "and return fp32 (no bf16 rounding of their outputs, which depends on the batch shape's kernel)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--latency-users", type=int, default=20, help="CPU single-recommendation latency (0 = skip)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -192,8 +194,9 @@ def main(argv=None):
            "drafter": args.drafter, "rows": "random" if args.random_model else f"{args.split}[:{args.rows}]",
            "batch_size": args.batch_size, "config": cfg.to_dict(), "compacts": cfg.compacts(device),
            "cuda_graph": args.cuda_graph, "compile": args.compile, "fp32_accumulate": args.fp32_accumulate,
-           "tf32": args.tf32}
+           "tf32": args.tf32, "fp32_linear": args.fp32_linear}
 
+    model.fp32_linear = args.fp32_linear
     if args.compile:
         model.compile_decoder()
     bat = SpecGR(model, drafter, sids, cfg, device)

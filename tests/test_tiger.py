@@ -250,3 +250,33 @@ def test_compiled_decoder_matches_eager_on_gpu():
     torch.testing.assert_close(got[1], got[0][..., 2:], atol=1e-4, rtol=1e-4)  # the cache path = teacher forcing
     for a, b in zip(eager_bf16, got_bf16):
         torch.testing.assert_close(b, a, atol=0.1, rtol=0.05)
+
+
+@pytest.mark.gpu
+def test_fp32_linear_outputs_on_gpu():
+    """TIGER.fp32_linear under bf16 autocast: the same maths as fp32 (within bf16 input rounding), eager and compiled
+    alike, and a user's log-probs barely depend on how many users share the batch (no bf16 rounding of outputs)."""
+    dev = torch.device("cuda")
+    sids = random_sids(n=500, n_in=400, C=12, seed=4).to(dev)
+    torch.manual_seed(0)
+    m = TIGER(tiger_preset("games"), sids.vocab_size).to(dev).eval()
+    g = torch.Generator().manual_seed(2)
+    hist = torch.randint(0, 500, (64, 20), generator=g).to(dev)
+    ids, mask = history_tokens(hist, sids)
+    tok = sids.tokens[torch.randint(0, 500, (64, 7), generator=g).to(dev)]
+    dec_in = torch.cat([torch.zeros_like(tok[..., :1]), tok[..., :3]], -1)
+
+    def run(rows):
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+            state = m.encoder_state(m.encode(ids[rows], mask[rows]), mask[rows])
+            return m.decoder_token_logprobs(state, None, dec_in[rows], tok[rows]).float()
+
+    with torch.no_grad():
+        state = m.encoder_state(m.encode(ids, mask), mask)
+        fp32 = m.decoder_token_logprobs(state, None, dec_in, tok)
+    m.fp32_linear = True
+    whole, one = run(slice(None)), run(slice(0, 1))
+    torch.testing.assert_close(whole, fp32, atol=0.1, rtol=0.02)  # bf16-rounded inputs only
+    assert (whole[:1] - one).abs().max().item() < 1e-3
+    m.compile_decoder()
+    torch.testing.assert_close(run(slice(None)), whole, atol=1e-3, rtol=1e-3)

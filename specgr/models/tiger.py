@@ -138,6 +138,8 @@ class TIGER(nn.Module):
         self.t5.lm_head.weight = self.t5.shared.weight
         self._buckets: dict = {}
         self._compiled_decode = None  # compile_decoder()
+        # inference under autocast only: linear layers take bf16 inputs but return fp32 (docs/RESULTS.md §4); `_lin`
+        self.fp32_linear = False
 
     # ------------------------------------------------------------------ small pieces
     @property
@@ -152,9 +154,20 @@ class TIGER(nn.Module):
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.cfg.dropout, self.training) if self.cfg.dropout > 0 else x
 
+    def _lin(self, lin: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        """lin(x) (no bias), (..., d_in) -> (..., d_out); with `fp32_linear` at inference under autocast, the output
+        is not rounded to bf16: a bf16 output rounds differently with the batch shape's GEMM kernel, and that
+        reorders near-tied candidates between the batched loop and its one-user reference."""
+        if not self.fp32_linear or self.training or not torch.is_autocast_enabled(x.device.type):
+            return lin(x)
+        dt = torch.get_autocast_dtype(x.device.type)
+        with torch.autocast(x.device.type, enabled=False):  # bf16 x bf16 -> fp32 accumulation -> fp32 output
+            y = torch.mm(x.reshape(-1, x.shape[-1]).to(dt), lin.weight.to(dt).t(), out_dtype=torch.float32)
+        return y.view(*x.shape[:-1], y.shape[-1])
+
     def _heads(self, lin: nn.Linear, x: torch.Tensor, n: int, L: int) -> torch.Tensor:
         """(n, L, d) -> (n, h, L, d_kv)."""
-        return lin(x).view(n, L, self.cfg.n_heads, self.cfg.d_kv).transpose(1, 2)
+        return self._lin(lin, x).view(n, L, self.cfg.n_heads, self.cfg.d_kv).transpose(1, 2)
 
     def _sdpa(self, q, k, v, mask) -> torch.Tensor:
         """(n, h, Lq, dk) attention -> (n, Lq, h*dk). scale=1: T5 does not scale q·k. `mask` is additive; pass it in
@@ -184,10 +197,10 @@ class TIGER(nn.Module):
     def _ff(self, ff: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """T5DenseActDense / T5DenseGatedActDense on already-normalised x."""
         if hasattr(ff, "wi_0"):  # gated
-            h = ff.act(ff.wi_0(x)) * ff.wi_1(x)
+            h = ff.act(self._lin(ff.wi_0, x)) * self._lin(ff.wi_1, x)
         else:
-            h = ff.act(ff.wi(x))
-        return ff.wo(self._drop(h))
+            h = ff.act(self._lin(ff.wi, x))
+        return self._lin(ff.wo, self._drop(h))
 
     def _rel_bias(self, attn: nn.Module, Lq: int, Lk: int, bidirectional: bool, offset: int = 0) -> torch.Tensor:
         """(1, h, Lq, Lk) relative position bias of query positions offset..offset+Lq-1 against keys 0..Lk-1."""
@@ -229,7 +242,7 @@ class TIGER(nn.Module):
             h = self._norm(sa.layer_norm, x)
             a = sa.SelfAttention
             o = self._sdpa(self._heads(a.q, h, B, T), self._heads(a.k, h, B, T), self._heads(a.v, h, B, T), mask)
-            x = x + self._drop(a.o(o))
+            x = x + self._drop(self._lin(a.o, o))
             x = x + self._drop(self._ff(ff.DenseReluDense, self._norm(ff.layer_norm, x)))
         return self._drop(self._norm(enc.final_layer_norm, x))
 
@@ -285,14 +298,14 @@ class TIGER(nn.Module):
             if past is not None:
                 k, v = torch.cat([past[i][0], k], 2), torch.cat([past[i][1], v], 2)
             new_past.append((k, v))
-            x = x + self._drop(a.o(self._sdpa(q, k, v, self_mask)))
+            x = x + self._drop(self._lin(a.o, self._sdpa(q, k, v, self_mask)))
             # cross-attention: all R*L positions of a user in one query block against that user's T states
             h = self._norm(ca.layer_norm, x)
             c = ca.EncDecAttention
-            q = c.q(h).view(B, R * L, self.cfg.n_heads, self.cfg.d_kv).transpose(1, 2)
+            q = self._lin(c.q, h).view(B, R * L, self.cfg.n_heads, self.cfg.d_kv).transpose(1, 2)
             ck, cv = state.cross_kv[i]
             o = self._sdpa(q, ck, cv, state.mask).view(n, L, -1)
-            x = x + self._drop(c.o(o))
+            x = x + self._drop(self._lin(c.o, o))
             x = x + self._drop(self._ff(ff.DenseReluDense, self._norm(ff.layer_norm, x)))
         x = self._drop(self._norm(dec.final_layer_norm, x))
         return x.view(B, R, L, -1), new_past
