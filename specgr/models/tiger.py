@@ -249,10 +249,10 @@ class TIGER(nn.Module):
     def encoder_state(self, enc: torch.Tensor, enc_mask: torch.Tensor) -> EncoderState:
         """Per-layer cross-attention keys/values of the encoder output: (B, T, d) -> EncoderState."""
         B, T, _ = enc.shape
-        kv = []
+        kv, dt = [], self._compute_dtype()  # attention reads them in dt: cast once here, not in every decoder pass
         for blk in self.t5.decoder.block:
             ca = blk.layer[1].EncDecAttention
-            kv.append((self._heads(ca.k, enc, B, T), self._heads(ca.v, enc, B, T)))
+            kv.append((self._heads(ca.k, enc, B, T).to(dt), self._heads(ca.v, enc, B, T).to(dt)))
         return EncoderState(kv, self._pad_mask(enc_mask).to(self._compute_dtype()))
 
     def _state(self, enc, enc_mask) -> EncoderState:
