@@ -379,3 +379,24 @@ def test_graphed_recommender_equals_eager(world, which):
         assert torch.allclose(a.scores, got.scores, equal_nan=True)
         assert torch.equal(a.n_rounds, got.n_rounds) and torch.equal(a.n_accepted, got.n_accepted)
     assert len(graphed._captured) == 1  # one capture served every batch
+
+
+def test_decoder_positions_count_on_a_hand_trace():
+    """benchmarks/decoder_positions.py: the loop's positions and the distinct-prefix floor of a two-round trace."""
+    import importlib.util
+    from pathlib import Path
+
+    from specgr.speculate.trace import RoundTrace, UserTrace
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "decoder_positions.py"
+    spec = importlib.util.spec_from_file_location("decoder_positions", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tok = np.array([[1, 2, 3, 0], [1, 2, 4, 0], [1, 5, 6, 0], [7, 8, 9, 0]])
+    z = np.zeros(3)
+    r1 = RoundTrace(1, 0, np.array([0, 1, 2]), z, z, z.astype(bool), beam_tokens=np.array([[1], [7]]))
+    r2 = RoundTrace(2, 1, np.array([3]), z[:1], z[:1], z[:1].astype(bool), beam_tokens=np.array([[7, 8]]))
+    tr = UserTrace(rounds=[r1, r2])
+    # round 1: the empty prefix + 3 drafts x 3 inputs; round 2: 2 beams + 1 draft x 2 inputs
+    # distinct: (), 1, 12, 123, 124, 15, 156 from round 1; 7, 78, 789 from round 2 (beam prefixes 1 and 7 are in it)
+    assert mod.count(tr, tok) == {"loop": 14, "distinct_prefixes": 10}
