@@ -7,7 +7,7 @@ Counted from the loop's traces (CPU, fp32; same lists as the GPU up to bf16 near
   (`beam_advance`; round 1: the empty prefix) and, per draft, the inputs after its beam prefix, minus the one the
   advance step already gave: 3, 2, 1, 0 positions in rounds 1-4.
 - `distinct_prefixes`: the distinct decoder inputs the run needs, i.e. the distinct SID prefixes of length 0-3 over
-  every drafted item and every beam prefix that was extended. A verifier that cached every prefix it ever decoded,
+  every drafted item (0-2 for unseen ones, whose V has 3 digits) and every beam prefix that was extended. A verifier that cached every prefix it ever decoded,
   across drafts and rounds, would decode exactly these: the floor for exact speculation at this operating point.
 - `beam_search`: a width-K constrained beam search decodes the distinct prefixes of its beams, at most 1 + 3K.
 """
@@ -30,14 +30,20 @@ def prefixes(tokens: np.ndarray, max_len: int) -> set:
     return {tuple(t[:L]) for t in tokens.tolist() for L in range(max_len + 1)}
 
 
-def count(trace, sid_tokens: np.ndarray) -> dict:
+def count(trace, sid_tokens: np.ndarray, n_in_sample: int) -> dict:
+    """One user's SpecGRResult trace (paper length rule) -> {"loop": positions, "distinct_prefixes": the floor}.
+
+    The paper's V of an unseen item averages its first 3 digits, so its 4th digit's input (its length-3 prefix) is
+    not needed; an in-sample item's V needs all 4 (inputs: its prefixes of length 0-3)."""
     loop, need = 0, {()}
     prev_beam = np.zeros((1, 0), dtype=np.int64)  # round 1 extends the empty prefix
     for r in trace.rounds:
         loop += len(prev_beam) + len(r.drafted) * (N_DIGITS - r.round)
-        need |= prefixes(sid_tokens[r.drafted], N_DIGITS - 1)
-        need |= {tuple(p) for p in prev_beam.tolist()}
-        prev_beam = r.beam_tokens if r.beam_tokens is not None else prev_beam[:0]
+        seen = r.drafted < n_in_sample
+        need |= prefixes(sid_tokens[r.drafted[seen]], N_DIGITS - 1) | prefixes(sid_tokens[r.drafted[~seen]], 2)
+        need |= {tuple(p) for p in prev_beam.tolist()}  # the guiding beam's step from these prefixes
+        if r.beam_tokens is not None:
+            prev_beam = r.beam_tokens
     return {"loop": loop, "distinct_prefixes": len(need)}
 
 
@@ -61,7 +67,7 @@ def main(argv=None):
     rec = SpecGR(b.verifier(args.drafter), b.drafter(args.drafter), b.sids, cfg)
     res = rec.recommend(rows.history[:args.rows], rows.hist_len[:args.rows], trace=True)
     tok = b.sids.tokens.cpu().numpy()
-    per_user = [count(t, tok) for t in res.traces]
+    per_user = [count(t, tok, b.sids.n_in_sample) for t in res.traces]
     out = {"checkpoint": args.checkpoint, "drafter": args.drafter, "rows": f"{args.split}[:{args.rows}]",
            "config": cfg.to_dict(), "beam_search_max": 1 + (N_DIGITS - 1) * args.top_k}
     for key in ("loop", "distinct_prefixes"):

@@ -399,4 +399,6 @@ def test_decoder_positions_count_on_a_hand_trace():
     tr = UserTrace(rounds=[r1, r2])
     # round 1: the empty prefix + 3 drafts x 3 inputs; round 2: 2 beams + 1 draft x 2 inputs
     # distinct: (), 1, 12, 123, 124, 15, 156 from round 1; 7, 78, 789 from round 2 (beam prefixes 1 and 7 are in it)
-    assert mod.count(tr, tok) == {"loop": 14, "distinct_prefixes": 10}
+    assert mod.count(tr, tok, n_in_sample=4) == {"loop": 14, "distinct_prefixes": 10}
+    # items 2 and 3 unseen: their V has 3 digits, so 156 and 789 are not needed
+    assert mod.count(tr, tok, n_in_sample=2) == {"loop": 14, "distinct_prefixes": 8}

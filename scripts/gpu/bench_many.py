@@ -32,7 +32,8 @@ def main(argv):
     base, runs = argv[0].split(), [a.split("=", 1) for a in argv[1:]]
     t0 = time.time()
     for name, extra in runs:
-        path = os.path.join(os.environ["OUT"], f"bench_speculate_h100_{os.environ.get('BENCH_RELEASE', 'release7')}_{name}.json")
+        tag = os.environ.get("BENCH_RELEASE", "release7")
+        path = os.path.join(os.environ["OUT"], f"bench_speculate_h100_{tag}_{name}.json")
         with open(os.devnull, "w") as devnull:
             so, sys.stdout = sys.stdout, devnull  # the full JSON goes to the file
             try:
