@@ -156,8 +156,8 @@ def main(argv=None):
                     "allow_bf16_reduced_precision_reduction off): split-K partial sums are not rounded to bf16, so "
                     "results depend less on batch shape")
     ap.add_argument("--tf32", action="store_true", help="fp32 matmuls on TF32 tensor cores (torch's float32 matmul "
-                    "precision 'high'); with --fp32: activations stay fp32, only matmul inputs are rounded (10-bit "
-                    "mantissa, bf16 has 7), so batch shape barely changes the scores")
+                    "precision 'high'); with --fp32 it lowered the agreement with the reference (0.53-0.63 on an "
+                    "H100, docs/RESULTS.md §4): cuBLAS runs some shapes in TF32 and others in full fp32")
     ap.add_argument("--fp32-linear", action="store_true", help="TIGER.fp32_linear: linear layers take bf16 inputs "
                     "and return fp32 (no bf16 rounding of their outputs, which depends on the batch shape's kernel)")
     ap.add_argument("--device", default="auto")

@@ -215,19 +215,26 @@ def test_small_key_attention_equals_sdpa(Lk):
     torch.testing.assert_close(got, want.transpose(1, 2).reshape(3, 5, 32), rtol=1e-5, atol=1e-5)
 
 
+def gpu_decoding_case(sid_seed: int, seed: int):
+    """A random eval-mode games-size TIGER on CUDA, 64 users' histories and 7 candidates each: model, ids (64, T),
+    mask (64, T), tok (64, 7, 4) candidate SID tokens, dec_in (64, 7, 4) their teacher-forced decoder inputs."""
+    dev = torch.device("cuda")
+    sids = random_sids(n=500, n_in=400, C=12, seed=sid_seed).to(dev)
+    torch.manual_seed(0)
+    m = TIGER(tiger_preset("games"), sids.vocab_size).to(dev).eval()
+    g = torch.Generator().manual_seed(seed)
+    hist = torch.randint(0, 500, (64, 20), generator=g).to(dev)
+    ids, mask = history_tokens(hist, sids)
+    tok = sids.tokens[torch.randint(0, 500, (64, 7), generator=g).to(dev)]
+    dec_in = torch.cat([torch.zeros_like(tok[..., :1]), tok[..., :3]], -1)
+    return m, ids, mask, tok, dec_in
+
+
 @pytest.mark.gpu
 def test_compiled_decoder_matches_eager_on_gpu():
     """compile_decoder (torch.compile, its own small-key attention): the same token log-probs as eager decoding, with
     and without a cache, in fp32 and under bf16 autocast (within bf16 rounding)."""
-    dev = torch.device("cuda")
-    sids = random_sids(n=500, n_in=400, C=12, seed=3).to(dev)
-    torch.manual_seed(0)
-    m = TIGER(tiger_preset("games"), sids.vocab_size).to(dev).eval()
-    g = torch.Generator().manual_seed(1)
-    hist = torch.randint(0, 500, (64, 20), generator=g).to(dev)
-    ids, mask = history_tokens(hist, sids)
-    tok = sids.tokens[torch.randint(0, 500, (64, 7), generator=g).to(dev)]  # (64, 7, 4) candidates per user
-    dec_in = torch.cat([torch.zeros_like(tok[..., :1]), tok[..., :3]], -1)
+    m, ids, mask, tok, dec_in = gpu_decoding_case(sid_seed=3, seed=1)
 
     def run():
         with torch.no_grad():
@@ -256,15 +263,7 @@ def test_compiled_decoder_matches_eager_on_gpu():
 def test_fp32_linear_outputs_on_gpu():
     """TIGER.fp32_linear under bf16 autocast: the same maths as fp32 (within bf16 input rounding), eager and compiled
     alike, and a user's log-probs barely depend on how many users share the batch (no bf16 rounding of outputs)."""
-    dev = torch.device("cuda")
-    sids = random_sids(n=500, n_in=400, C=12, seed=4).to(dev)
-    torch.manual_seed(0)
-    m = TIGER(tiger_preset("games"), sids.vocab_size).to(dev).eval()
-    g = torch.Generator().manual_seed(2)
-    hist = torch.randint(0, 500, (64, 20), generator=g).to(dev)
-    ids, mask = history_tokens(hist, sids)
-    tok = sids.tokens[torch.randint(0, 500, (64, 7), generator=g).to(dev)]
-    dec_in = torch.cat([torch.zeros_like(tok[..., :1]), tok[..., :3]], -1)
+    m, ids, mask, tok, dec_in = gpu_decoding_case(sid_seed=4, seed=2)
 
     def run(rows):
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):

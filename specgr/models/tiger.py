@@ -156,8 +156,9 @@ class TIGER(nn.Module):
 
     def _lin(self, lin: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         """lin(x) (no bias), (..., d_in) -> (..., d_out); with `fp32_linear` at inference under autocast, the output
-        is not rounded to bf16: a bf16 output rounds differently with the batch shape's GEMM kernel, and that
-        reorders near-tied candidates between the batched loop and its one-user reference."""
+        is not rounded to bf16, whose rounding depends on the batch shape's GEMM kernel. Measured on an H100
+        (docs/RESULTS.md §4): 2 more of 256 lists equal the one-user reference's, 19% slower compiled; off by
+        default."""
         if not self.fp32_linear or self.training or not torch.is_autocast_enabled(x.device.type):
             return lin(x)
         dt = torch.get_autocast_dtype(x.device.type)
