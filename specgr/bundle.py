@@ -126,7 +126,7 @@ class Bundle:
                 return self.pp_model
             from specgr.models.tiger import tiger_from_checkpoint
 
-            self._tiger = tiger_from_checkpoint(self._ckpt, self.device)
+            self._tiger = self._with_item_text(tiger_from_checkpoint(self._ckpt, self.device))
         return self._tiger
 
     def _load_pp(self):
@@ -134,8 +134,16 @@ class Bundle:
         if self._pp is None:
             from specgr.drafters.encoder import specgr_pp_from_checkpoint
 
-            self._pp = specgr_pp_from_checkpoint(self._ckpt, self.device)
+            model, proj, table = specgr_pp_from_checkpoint(self._ckpt, self.device)
+            self._pp = self._with_item_text(model), proj, table
         return self._pp
+
+    def _with_item_text(self, model):
+        """A TIGER that reads item texts (TigerConfig.text_dim > 0) learns the items added after export too: its
+        checkpoint's table covers the exported catalog only."""
+        if model.cfg.text_dim > 0 and self._extra_emb is not None:
+            model.set_item_text(self.sids.tokens, self.all_text_embeddings())
+        return model
 
     @property
     def pp_model(self):
@@ -266,6 +274,8 @@ class Bundle:
             got = d.add_items(new_tokens) if name == "encoder" else d.add_items(torch.as_tensor(emb))
             if not np.array_equal(np.asarray(torch.as_tensor(got).cpu()), ids):
                 raise RuntimeError(f"drafter {name} gave the new items other ids")
+        for model in {id(m): m for m in (self._tiger, self._pp and self._pp[0]) if m is not None}.values():
+            self._with_item_text(model)
         return ids
 
     def add_item(self, title: str, description: str = "") -> int:

@@ -329,6 +329,10 @@ class Pipeline:
             return False
         return all(made.get(k) == getattr(sc, k) for k in ("method", "codebook_size", "levels"))
 
+    def _item_text(self, mc):
+        """The text embeddings a TIGER with text input (TigerConfig.text_dim > 0) reads; None without."""
+        return self.ds.embeddings(self.cfg.text_model) if mc.text_dim > 0 else None
+
     def stage_tiger(self, force=False):
         mc, tc = self.cfg.tiger_cfg(), self.cfg.tiger_train_cfg()
         h = config_hash(asdict(mc), tc.to_dict(), self.hashes["sid"])
@@ -337,7 +341,8 @@ class Pipeline:
             from specgr.train.tiger import train_tiger
 
             sids = self.sids()
-            _, info = train_tiger(self.ds, sids, mc, tc, out_dir=self._stage_dir("tiger"), resume=not force)
+            _, info = train_tiger(self.ds, sids, mc, tc, out_dir=self._stage_dir("tiger"), resume=not force,
+                                  item_text=self._item_text(mc))
             self._cache.pop("tiger", None)
             return info
 
@@ -358,7 +363,8 @@ class Pipeline:
             state = self.tiger().state_dict() if init == "tiger" else None
             # train_specgr_pp writes its checkpoint directory itself (specgr.drafters.encoder.save_specgr_pp)
             _, _, _, info = train_specgr_pp(self.ds, sids, mc, pc, out_dir=self._stage_dir("specgr_pp"),
-                                            init_model_state=state, **self.trainer_kwargs)
+                                            init_model_state=state, item_text=self._item_text(mc),
+                                            **self.trainer_kwargs)
             return info
 
         self.run_stage("specgr_pp", h, run, force)

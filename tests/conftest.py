@@ -62,9 +62,10 @@ def build_tiny_dataset(root, name="tiny", method="timestamp", dim=16, seed=0):
     return ProcessedDataset.load(path)
 
 
-def build_untrained_bundle(ds, path, seed=0):
+def build_untrained_bundle(ds, path, seed=0, text_dim=0):
     """A bundle of untrained models (TIGER + SpecGR++, rqkmeans semantic ids) for `ds`, exported the way the pipeline
-    does it, in a second or so: for tests of loading and plumbing, not of quality."""
+    does it, in a second or so: for tests of loading and plumbing, not of quality. text_dim > 0: both TIGERs read
+    the items' text embeddings (TigerConfig.text_dim; must equal the fixture's embedding width)."""
     import torch
 
     from specgr.drafters.encoder import Projection, encode_item_table, save_specgr_pp
@@ -75,7 +76,12 @@ def build_untrained_bundle(ds, path, seed=0):
     sc = SIDConfig(method="rqkmeans", codebook_size=8, on_overflow="grow", device="cpu")
     sids, tok, _ = build_semantic_ids(ds.embeddings(), ds.n_in_sample, sc)
     torch.manual_seed(seed)
-    tiger, pp = TIGER(tiger_preset("tiny"), sids.vocab_size), TIGER(tiger_preset("tiny"), sids.vocab_size)
+    mc = tiger_preset("tiny")
+    mc.text_dim = text_dim
+    tiger, pp = TIGER(mc, sids.vocab_size), TIGER(mc, sids.vocab_size)
+    if text_dim:
+        for m in (tiger, pp):
+            m.set_item_text(sids.tokens, ds.embeddings())
     proj = Projection(pp.cfg.d_model, 16)
     stages = path.parent / f"{path.name}_stages"
     save_tiger(stages / "tiger", tiger, sids, ds.fingerprint)

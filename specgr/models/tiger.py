@@ -48,6 +48,10 @@ class TigerConfig:
     feed_forward: str = "relu"  # T5 feed_forward_proj: "relu", "gelu", "gated-gelu", ...
     rel_buckets: int = 32  # T5 defaults
     rel_max_distance: int = 128
+    # beyond the paper, off by default (0): > 0 adds each history item's frozen text embedding (this width), projected
+    # to d_model, to the input embeddings of its SID tokens, as LIGER (Yang et al. 2024) feeds item text to its
+    # encoder; an ID-only TIGER knows an item by its code alone (docs/METHOD.md §9)
+    text_dim: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +102,13 @@ def _rel_bucket(rel: torch.Tensor, bidirectional: bool, num_buckets: int, max_di
     return buckets + torch.where(is_small, rel, large)
 
 
+def _sid_keys(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """(..., 4) SID tokens -> (...,) int64, one key per token group (base vocab_size; < 2^63 for vocabularies
+    below 2^15)."""
+    t = tokens.long()
+    return ((t[..., 0] * vocab_size + t[..., 1]) * vocab_size + t[..., 2]) * vocab_size + t[..., 3]
+
+
 @dataclass
 class EncoderState:
     """A batch of encoded users, ready for decoding: computed once, reused by every decoder call.
@@ -140,6 +151,13 @@ class TIGER(nn.Module):
         self._compiled_decode = None  # compile_decoder()
         # inference under autocast only: linear layers take bf16 inputs but return fp32 (docs/RESULTS.md §4); `_lin`
         self.fp32_linear = False
+        if cfg.text_dim > 0:
+            self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model, bias=False)
+            # std 1 on a unit-norm text vector: each output has variance 1, the scale T5 initialises token embeddings to
+            nn.init.normal_(self.text_proj.weight, std=1.0)
+            # the lookup table (`set_item_text`): buffers, so a checkpoint carries the texts it was trained with
+            self.register_buffer("text_keys", torch.zeros(0, dtype=torch.long))
+            self.register_buffer("text_emb", torch.zeros(0, cfg.text_dim))
 
     # ------------------------------------------------------------------ small pieces
     @property
@@ -228,13 +246,70 @@ class TIGER(nn.Module):
         m = torch.zeros(attention_mask.shape, dtype=torch.float32, device=attention_mask.device)
         return m.masked_fill(attention_mask == 0, float("-inf"))[:, None, None, :]
 
+    # ------------------------------------------------------------------ item text (TigerConfig.text_dim > 0)
+    def set_item_text(self, sid_tokens: torch.Tensor, text_emb) -> "TIGER":
+        """sid_tokens (N, 4) and text_emb (N, text_dim), row i = item i: the table `encode` looks history items up in.
+
+        Items are found by their SID tokens, so every caller's token layout (`specgr.data.tokenize.history_tokens`)
+        works unchanged. Call it again after adding items to the catalog; an item missing from it gets no text term.
+        """
+        if text_emb is None:
+            raise ValueError("tiger.text_dim > 0 needs the catalog's text embeddings. Fix: pass item_text (the "
+                             "pipeline passes ProcessedDataset.embeddings(text_model)), or set tiger.text_dim to 0.")
+        if self.cfg.text_dim <= 0:
+            raise ValueError("this TIGER has no text input (text_dim = 0). Fix: set tiger.text_dim to the text "
+                             "embedding width, or do not call set_item_text.")
+        tok = torch.as_tensor(sid_tokens).long().cpu()
+        emb = torch.as_tensor(text_emb).float().cpu()
+        if emb.ndim != 2 or emb.shape[1] != self.cfg.text_dim:
+            raise ValueError(f"text embeddings of shape {tuple(emb.shape)} for tiger.text_dim = {self.cfg.text_dim}."
+                             f" Fix: set tiger.text_dim to the text model's width ({emb.shape[-1]}).")
+        if tok.ndim != 2 or tok.shape[1] != 4 or len(tok) != len(emb):
+            raise ValueError(f"sid_tokens {tuple(tok.shape)} must be (N, 4) with one row per text embedding "
+                             f"({len(emb)}). Fix: pass the SID table and embeddings of the same catalog.")
+        keys = _sid_keys(tok, self.vocab_size)
+        keys, order = keys.sort()
+        if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
+            raise ValueError("two items share a semantic ID. Fix: build SIDs with their collision digit.")
+        dev = self.text_proj.weight.device
+        self.text_keys, self.text_emb = keys.to(dev), emb[order].to(dev)
+        return self
+
+    def _item_text(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids (B, T = 2 + 4H) [BOS, 4 tokens per item, EOS, PAD...] -> (B, T, d_model): each item's projected
+        text embedding at its 4 positions; 0 at BOS, EOS and PAD (their token groups match no item)."""
+        if self.text_keys.numel() == 0:
+            raise ValueError("this TIGER reads item texts (text_dim > 0) but has none. Fix: call "
+                             "model.set_item_text(sid_tokens, text_embeddings) before encoding.")
+        B, T = input_ids.shape
+        if (T - 2) % 4:
+            raise ValueError(f"encoder input of length {T}: expected 2 + 4 tokens per item "
+                             "(specgr.data.tokenize.history_tokens).")
+        keys = _sid_keys(input_ids[:, 1:T - 1].reshape(B, (T - 2) // 4, 4), self.vocab_size)  # (B, H)
+        idx = torch.searchsorted(self.text_keys, keys).clamp(max=self.text_keys.numel() - 1)
+        hit = (self.text_keys[idx] == keys).unsqueeze(-1)
+        e = self.text_proj(self.text_emb[idx].to(self.text_proj.weight.dtype)) * hit  # (B, H, d)
+        return F.pad(e.repeat_interleave(4, dim=1), (0, 0, 1, 1))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the text table's size is the checkpoint's catalog size, unknown at construction: take it from the state dict
+        if self.cfg.text_dim > 0:
+            for name in ("text_keys", "text_emb"):
+                if prefix + name in state_dict:
+                    like = state_dict[prefix + name]
+                    setattr(self, name, torch.empty_like(like, device=self.text_proj.weight.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # ------------------------------------------------------------------ encoder
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids (B, T), attention_mask (B, T) -> enc (B, T, d_model)."""
         input_ids = input_ids.long()
         B, T = input_ids.shape
         enc = self.t5.encoder
-        x = self._drop(self.t5.shared(input_ids))
+        x = self.t5.shared(input_ids)
+        if self.cfg.text_dim > 0:
+            x = x + self._item_text(input_ids)
+        x = self._drop(x)
         # position bias (shared by all layers, from layer 0) + padding mask, folded into one additive mask
         mask = self._rel_bias(enc.block[0].layer[0].SelfAttention, T, T, True) + self._pad_mask(attention_mask)
         mask = mask.to(self._compute_dtype())  # once, not once per layer

@@ -189,12 +189,14 @@ class SpecGRPPModule(L.LightningModule):
 
     def __init__(self, tiger_cfg: TigerConfig, vocab_size: int, sid_tokens: torch.Tensor, n_in_sample: int,
                  cfg: SpecGRPPConfig, stage: int = 1, item_table: torch.Tensor | None = None,
-                 pool: np.ndarray | None = None):
+                 pool: np.ndarray | None = None, item_text=None):
         super().__init__()
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
         self.cfg, self.stage, self.n_in_sample = cfg, stage, int(n_in_sample)
         self.model = TIGER(tiger_cfg, vocab_size)
+        if tiger_cfg.text_dim > 0:  # item_text (N, text_dim): TigerConfig.text_dim
+            self.model.set_item_text(sid_tokens, item_text)
         self.proj = Projection(tiger_cfg.d_model, cfg.proj_dim)
         self.register_buffer("sid_tokens", torch.as_tensor(sid_tokens).long(), persistent=False)
         N = self.sid_tokens.shape[0]
@@ -374,12 +376,13 @@ def _fit(lit: SpecGRPPModule, trainer: L.Trainer, ckpt, data: SpecGRPPData, fast
 
 def train_specgr_pp(ds, sids, tiger_cfg: TigerConfig, cfg: SpecGRPPConfig | None = None, out_dir="runs/specgr_pp",
                     stage: str | int = "both", fast_dev_run: bool | int = False, init_ckpt: str | None = None,
-                    init_model_state: dict | None = None, **trainer_kwargs) -> tuple[TIGER, Projection, torch.Tensor, dict]:
+                    init_model_state: dict | None = None, item_text=None, **trainer_kwargs) -> tuple[TIGER, Projection, torch.Tensor, dict]:
     """Train SpecGR++ on ds (ProcessedDataset) with semantic ids `sids` (SemanticIDs over all ds items).
 
     stage: "both" (1 then 2), 1, or 2 (starts from `init_ckpt`, default <out_dir>/stage1/checkpoints/best.ckpt).
     init_model_state: a TIGER state dict to start stage 1 from (a measured improvement over the paper's from-scratch
     stage 1 when GPU time is short: the pipeline's `specgr_pp_init: tiger`).
+    item_text (N, text_dim): every item's text embedding, needed when tiger_cfg.text_dim > 0.
     trainer_kwargs: forwarded to lightning.Trainer (accelerator, devices, num_nodes, strategy, max_steps, ...).
     Returns (model, proj, item_table (N, p) float32 on CPU, info). The table is the frozen stage-2 table (stage 2), or
     the best stage-1 model's encoding of every item (stage 1 only). Run it on every rank under DDP (torchrun/SLURM);
@@ -401,7 +404,8 @@ def train_specgr_pp(ds, sids, tiger_cfg: TigerConfig, cfg: SpecGRPPConfig | None
     lit = None
     if 1 in stages:
         L.seed_everything(cfg.seed, workers=True)
-        lit = SpecGRPPModule(tiger_cfg, sids.vocab_size, tok, ds.n_in_sample, cfg, stage=1, pool=pool)
+        lit = SpecGRPPModule(tiger_cfg, sids.vocab_size, tok, ds.n_in_sample, cfg, stage=1, pool=pool,
+                             item_text=item_text)
         if init_model_state is not None:  # warm start (not the paper: it trains stage 1 from scratch)
             lit.model.load_state_dict(init_model_state)
             info["init"] = "warm start from a trained TIGER"
@@ -418,7 +422,8 @@ def train_specgr_pp(ds, sids, tiger_cfg: TigerConfig, cfg: SpecGRPPConfig | None
         return lit.model.cpu(), lit.proj.cpu(), table, info
     # ---- stage 2: the best stage-1 weights; the frozen table is encoded from them once, at fit start
     L.seed_everything(cfg.seed + 2, workers=True)
-    lit2 = SpecGRPPModule(tiger_cfg, sids.vocab_size, tok, ds.n_in_sample, cfg, stage=2, pool=pool)
+    lit2 = SpecGRPPModule(tiger_cfg, sids.vocab_size, tok, ds.n_in_sample, cfg, stage=2, pool=pool,
+                          item_text=item_text)
     weights = {k: v for k, v in init_state.items() if k.startswith(("model.", "proj."))}
     missing = [k for k in lit2.state_dict() if k.startswith(("model.", "proj.")) and k not in weights]
     if missing:

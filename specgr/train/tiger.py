@@ -175,7 +175,7 @@ def plan_steps(cfg: TigerTrainConfig, batches_per_epoch: int) -> tuple[int, int]
 
 
 def train_tiger(ds, sids, model_cfg: TigerConfig, train_cfg: TigerTrainConfig | None = None,
-                out_dir="runs/tiger", fast_dev_run: bool = False, resume: bool = True):
+                out_dir="runs/tiger", fast_dev_run: bool = False, resume: bool = True, item_text=None):
     """Train TIGER on ds's train split; returns (best TIGER on CPU in eval mode, info dict).
 
     ds: ProcessedDataset; sids: SemanticIDs of the catalog. out_dir gets last.pt (resume state), best.pt (best
@@ -184,6 +184,7 @@ def train_tiger(ds, sids, model_cfg: TigerConfig, train_cfg: TigerTrainConfig | 
     info: wall_s (this call's loop), wall_s_all_runs (+ the loops of the runs it resumed), train_s, val_s, steps,
     epochs, rows_per_s, best (metrics of the best validation), val_history, ...
     With devices > 1 the processes are launched by Lightning Fabric; the result comes from rank 0.
+    item_text (N, text_dim): every item's text embedding, needed when model_cfg.text_dim > 0 (TIGER.set_item_text).
     """
     from lightning.fabric import Fabric
     from lightning.fabric.loggers import CSVLogger
@@ -194,7 +195,7 @@ def train_tiger(ds, sids, model_cfg: TigerConfig, train_cfg: TigerTrainConfig | 
     # precision is applied by our own autocast (graph capture needs autocast without its cast cache)
     fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=strategy,
                     precision="32-true", loggers=None if fast_dev_run else CSVLogger(out, name="logs"))
-    res = fabric.launch(_fit, ds, sids, model_cfg, cfg, out, fast_dev_run, resume)
+    res = fabric.launch(_fit, ds, sids, model_cfg, cfg, out, fast_dev_run, resume, item_text)
     if res is None:  # several processes: rank 0 left the result in a file (a spawn queue blocks on large payloads)
         f = out / RESULT_FILE
         blob = torch.load(f, map_location="cpu", weights_only=True)
@@ -206,7 +207,7 @@ def train_tiger(ds, sids, model_cfg: TigerConfig, train_cfg: TigerTrainConfig | 
 
 
 def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: Path, fast_dev_run: bool,
-         resume: bool):
+         resume: bool, item_text=None):
     fabric.seed_everything(cfg.seed, workers=True, verbose=False)
     dev = fabric.device
     world = fabric.world_size
@@ -240,7 +241,10 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
     # ---- model, optimiser, schedule
     lr = D.scaled_lr(cfg.lr, world, cfg.lr_scaling)
     warmup = D.scaled_warmup(resolve_warmup(cfg.warmup, total), world, cfg.lr_scaling)
-    model = TIGER(model_cfg, sids.vocab_size).to(dev)
+    model = TIGER(model_cfg, sids.vocab_size)
+    if model_cfg.text_dim > 0:
+        model.set_item_text(tok, item_text)
+    model = model.to(dev)
     graphs = cfg.cuda_graphs and dev.type == "cuda" and world == 1
     opt = adamw(model.parameters(), lr, cfg.weight_decay, capturable=graphs)
     step0, history, best = 0, [], {"score": -math.inf, "step": None}
