@@ -89,6 +89,23 @@ def metric_fn(name: str):
     return metric
 
 
+# what a setting below the unseen floor loses: more than any '+'-sum of metrics in [0, 1] can make up, so it ranks
+# after every setting that meets the floor, and among the others still by its metric
+BELOW_FLOOR = 1000.0
+
+
+def with_unseen_floor(metric, floor: float, key: str = "recall@50"):
+    """`metric`, except that a result whose result["unseen"][key] is below `floor` ranks after every result that
+    meets it (floor <= 0: `metric` itself)."""
+    if floor <= 0:
+        return metric
+
+    def floored(result) -> float:
+        return metric(result) - (BELOW_FLOOR if result["unseen"][key] < floor else 0.0)
+
+    return floored
+
+
 def coordinate_search(score, base, knobs: list[str], metric=lambda r: r, grids: dict | None = None,
                       max_widen: int = 4, on_edge: str = "error", passes: int = 1):
     """Tune `knobs` one at a time, in order, each from the best values found so far; repeat the round over all knobs

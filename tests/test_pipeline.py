@@ -31,13 +31,22 @@ def test_pipeline_runs_every_stage(tiny_run):
     tune = json.loads((res / "tune.json").read_text())
     assert tune["best"]["encoder"]["paper"]["threshold"] in (-1.6, -2.0, -3.0, -3.4)  # grid or one widening step
     assert {c["knob"] for c in tune["choices"]["aux"]["fair"]} >= {"new_item_bonus", "fusion_weight"}
-    # the bundle carries, per drafter, the variant that scored best on valid
+    # the unseen floor: the best drafter-alone unseen R@50 on the tuning rows, times the ratio, recorded with whether
+    # each chosen setting met it
+    fl = tune["unseen_floor"]
+    assert fl["value"] == pytest.approx(fl["ratio"] * max(fl["drafter_alone"].values())) and fl["ratio"] > 0
+    assert set(fl["drafter_alone"]) >= {"encoder", "aux", "knn"}
+    assert all(fl["met"][t] == (fl["chosen_unseen"][t] >= fl["value"]) for t in fl["met"])
+    # the bundle carries, per drafter, the variant that scored best on valid among those meeting the floor
     from specgr.bundle import Bundle
 
     defaults = Bundle.load(p.run_dir / "export" / "bundle", ds=p.ds).specgr_defaults
+    tag = {"encoder": "specgr++", "aux": "specgr-aux"}
     for d in ("encoder", "aux"):
         v = tune["best_variant"][d]
-        assert tune["valid_score"][d][v] == max(tune["valid_score"][d].values())
+        assert tune["ranked_score"][d][v] == max(tune["ranked_score"][d].values())
+        met = [x for x in tune["ranked_score"][d] if fl["met"][f"{tag[d]}_{x}"]]
+        assert not met or v in met
         assert {k: defaults[d][k] for k in tune["best"][d][v] if k != "exclude_history"} == \
             {k: x for k, x in tune["best"][d][v].items() if k != "exclude_history"}
     # history exclusion is a protocol switch applied to every method: no list holds a history item

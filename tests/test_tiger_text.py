@@ -29,7 +29,7 @@ def test_text_term_sits_on_each_items_tokens_and_nowhere_else():
     history = torch.tensor([[3, 7, 1], [5, -1, -1]])
     ids, _ = history_tokens(history, torch.tensor([3, 1]), sids.tokens)
     got = model._item_text(ids)  # (2, 2 + 4*3, d_model)
-    proj = model.text_proj(emb)  # the expected term of each item
+    proj = model.text_proj(emb.half().float())  # the expected term of each item (the table is kept in fp16)
     for b, h in enumerate(history.tolist()):
         want = torch.zeros_like(got[b])
         for j, item in enumerate(i for i in h if i >= 0):
@@ -93,7 +93,8 @@ def test_bundle_items_added_later_get_their_text(tiny_dataset, tmp_path):
     for m in (b.tiger, b.pp_model):  # loaded before and after the item came
         assert len(m.text_keys) == n0 + 1
         ids, _ = history_tokens(torch.tensor([[i]]), torch.tensor([1]), b.sids.tokens)
-        torch.testing.assert_close(m._item_text(ids)[0, 1], m.text_proj(torch.as_tensor(new / np.linalg.norm(new)))[0])
+        want = m.text_proj(torch.as_tensor(new / np.linalg.norm(new)).half().float())[0]
+        torch.testing.assert_close(m._item_text(ids)[0, 1], want)
 
 
 def test_training_with_text_input(tiny_dataset, tmp_path):

@@ -1,11 +1,11 @@
 """Tuning (specgr.tune): coordinate search widens a grid until the optimum is interior, stops at a knob's domain bound,
 and fails loudly when it cannot find an interior optimum; later passes revisit knobs that interact; the tuning metric
-may be a sum of metrics."""
+may be a sum of metrics; an unseen-item floor ranks settings below it after those that meet it."""
 
 import pytest
 
 from specgr.speculate import SpecGRConfig
-from specgr.tune import EdgeError, coordinate_search, metric_fn, sweep
+from specgr.tune import EdgeError, coordinate_search, metric_fn, sweep, with_unseen_floor
 
 
 def test_widens_until_interior():
@@ -91,3 +91,17 @@ def test_metric_fn_sums_overall_metrics():
         metric_fn("recall@50+ndcg@5")(result)
     with pytest.raises(ValueError, match="empty"):
         metric_fn("recall@50+")
+
+
+def test_unseen_floor_ranks_settings_below_it_last():
+    hi = {"overall": {"recall@50": 0.30}, "unseen": {"recall@50": 0.02}}  # better overall, new items traded away
+    lo = {"overall": {"recall@50": 0.25}, "unseen": {"recall@50": 0.10}}
+    worse = {"overall": {"recall@50": 0.20}, "unseen": {"recall@50": 0.01}}
+    m = metric_fn("recall@50")
+    assert with_unseen_floor(m, 0.0) is m  # off
+    f = with_unseen_floor(m, 0.05)
+    assert f(lo) == 0.25 and f(lo) > f(hi) > f(worse)  # below the floor: still ordered by the metric among themselves
+    # in a search: the bonus that keeps new items wins although a bonus of 0 scores higher overall
+    score = lambda c: {0.0: hi, 1.0: lo, 2.0: worse, 3.0: worse}[c.new_item_bonus]  # noqa: E731
+    assert coordinate_search(score, SpecGRConfig(), ["new_item_bonus"], metric=m)[0].new_item_bonus == 0.0
+    assert coordinate_search(score, SpecGRConfig(), ["new_item_bonus"], metric=f)[0].new_item_bonus == 1.0

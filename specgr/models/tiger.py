@@ -155,9 +155,10 @@ class TIGER(nn.Module):
             self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model, bias=False)
             # std 1 on a unit-norm text vector: each output has variance 1, the scale T5 initialises token embeddings to
             nn.init.normal_(self.text_proj.weight, std=1.0)
-            # the lookup table (`set_item_text`): buffers, so a checkpoint carries the texts it was trained with
+            # the lookup table (`set_item_text`): buffers, so a checkpoint carries the texts it was trained with; fp16,
+            # the precision the embeddings travel in anyway (half the checkpoint), read as the weights' dtype
             self.register_buffer("text_keys", torch.zeros(0, dtype=torch.long))
-            self.register_buffer("text_emb", torch.zeros(0, cfg.text_dim))
+            self.register_buffer("text_emb", torch.zeros(0, cfg.text_dim, dtype=torch.float16))
 
     # ------------------------------------------------------------------ small pieces
     @property
@@ -248,7 +249,8 @@ class TIGER(nn.Module):
 
     # ------------------------------------------------------------------ item text (TigerConfig.text_dim > 0)
     def set_item_text(self, sid_tokens: torch.Tensor, text_emb) -> "TIGER":
-        """sid_tokens (N, 4) and text_emb (N, text_dim), row i = item i: the table `encode` looks history items up in.
+        """sid_tokens (N, 4) and text_emb (N, text_dim), row i = item i: the table `encode` looks history items up in
+        (kept in fp16).
 
         Items are found by their SID tokens, so every caller's token layout (`specgr.data.tokenize.history_tokens`)
         works unchanged. Call it again after adding items to the catalog; an item missing from it gets no text term.
@@ -272,7 +274,7 @@ class TIGER(nn.Module):
         if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
             raise ValueError("two items share a semantic ID. Fix: build SIDs with their collision digit.")
         dev = self.text_proj.weight.device
-        self.text_keys, self.text_emb = keys.to(dev), emb[order].to(dev)
+        self.text_keys, self.text_emb = keys.to(dev), emb[order].half().to(dev)
         return self
 
     def _item_text(self, input_ids: torch.Tensor) -> torch.Tensor:
