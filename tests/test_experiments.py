@@ -1,4 +1,5 @@
-"""experiments/run_tiger.py --promote: the reported TIGER is chosen on valid, never on test."""
+"""experiments/run_tiger.py --promote: the reported TIGER is chosen on valid, never on test. experiments/replay_floor.py
+reads back the results its tuning table holds."""
 
 import json
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import replay_floor  # noqa: E402
 import run_tiger  # noqa: E402
 
 
@@ -34,3 +36,19 @@ def test_promote_picks_the_best_run_on_valid_not_on_test(tmp_path):
 def test_promote_without_finished_runs_names_the_fix(tmp_path):
     with pytest.raises(ValueError, match="Fix"):
         run_tiger.promote({"dataset": "toy", "runs": {"a": {}}}, "spec", tmp_path)
+
+
+def test_replay_reads_back_the_tuning_tables_results():
+    from specgr.evaluate import flatten_result
+
+    result = {g: {"recall@50": r, "ndcg@50": r / 2} for g, r in (("overall", 0.2), ("in_sample", 0.25),
+                                                                   ("unseen", 0.05))}
+    knobs = {"threshold": -2.6, "new_item_bonus": 3.0, "fusion_weight": 10.0, "draft_size": 50, "num_beams": 30}
+    row = {"drafter": "aux", "variant": "fair", **flatten_result({**result, "method": "specgr-aux", "params": knobs},
+                                                                  knobs=True)}
+    other = {**row, "variant": "paper", "threshold": -1.0}
+    got = replay_floor.table_results({"table": [row, other]}, "aux", "fair", list(knobs))
+    assert list(got) == [tuple(float(v) for v in knobs.values())]
+    assert {g: got[tuple(float(v) for v in knobs.values())][g] for g in result} == result
+    with pytest.raises(SystemExit):
+        replay_floor.main(["--help"])
