@@ -43,7 +43,7 @@ class TuneConfig:
     # is below unseen_floor x the best drafter-alone unseen R@50 on the same rows ranks after every setting that meets
     # it (0 = off). Why: a timestamp split's valid period sits closer to the train cutoff than its test period, so
     # valid holds fewer new-item targets (Beauty: 8% vs 28%) and an unconstrained objective trades them away
-    # (docs/RESULTS.md §3.0, release 9). The paper's variant is tuned on the objective alone, as the paper does.
+    # (docs/RESULTS.md §3.0b). The paper's variant is tuned on the objective alone, as the paper does.
     unseen_floor: float = 0.5
     floor_variants: tuple = ("fair",)
 
