@@ -7,11 +7,13 @@
 #   beauty_seed:  the same with every training seed moved by one (TIGER, SpecGR++, aux, SASRec): run-to-run spread
 #   games:        amazon2018-game on its preset: issue 14's Games row under the floor (release 5 ran before it)
 #   games_text:   the same with one change, a TIGER that reads item texts (tiger.text_dim=384); valid decides
+# As run: calls 1-3 on a 4-GPU H200 machine (T = 560, 570, 540); every lane ended during call 3 (docs/RESULTS.md §3.0c).
 # Every lane sets tune.on_edge=warn tune.max_widen=8: where the preset's own tuning (4 widenings, then an error) ends,
 # this ends identically; where it would stop with an error, this records the edge in tune.json instead.
 # With fewer than 4 GPUs, lanes share cards and each process may hold at most 45% of a card's memory.
 # Carry (.carry, here): python scripts/gpu/carry.py pack --data-root data/processed --datasets amazon2018-game
-#   --embeddings amazon2018-game:sentence-transformers/all-MiniLM-L6-v2 --tokenizers amazon2018-game/rqkmeans_tokenizer.pt
+#   --embeddings amazon2018-game:sentence-transformers/all-MiniLM-L6-v2
+#   --tokenizers amazon2018-game/rqkmeans_tokenizer.pt
 #   (only the preset's sid/rqkmeans.npz kept), the Beauty carry of scripts/gpu/33_beauty_text.sh beside it, and each
 #   dataset's sid-stage record (specgr pipeline --stages sid --data-root devdata/processed --runs .carry/runs).
 ls devresults/*.started > /dev/null 2>&1 && SKIP_UNPACK=1  # a later call: the lanes are reading devdata
@@ -27,11 +29,13 @@ start() {  # start NAME DATASET OVERRIDES...: launch one pipeline in its own ses
   mkdir -p "devruns/$name" "devresults/$name"
   [ -d .carry/runs ] && cp -rn .carry/runs/. "devruns/$name/"
   touch "devresults/$name.started"
-  CUDA_VISIBLE_DEVICES=$gpu setsid nohup bash -c 'python3 -c "import sys, torch; torch.cuda.is_available() and torch.cuda.set_per_process_memory_fraction($0)
-from specgr.cli import main; sys.exit(main(sys.argv[1:]))" "${@:3}"; echo $? > "devresults/$2.rc"' "$CAP" "$gpu" "$name" \
-    pipeline --data-root devdata/processed --runs "devruns/$name" --results "devresults/$name" --dataset "$ds" \
-    --preset "$ds" --set tune.on_edge=warn tune.max_widen=8 "$@" \
-    --stages "${STAGES:-sid,tiger,specgr_pp,aux,sasrec,export,tune,evaluate}" > "devresults/lane_$name.log" 2>&1 < /dev/null &
+  CUDA_VISIBLE_DEVICES=$gpu setsid nohup bash -c 'python3 -c "import sys, torch
+torch.cuda.is_available() and torch.cuda.set_per_process_memory_fraction($0)
+from specgr.cli import main; sys.exit(main(sys.argv[1:]))" "${@:3}"; echo $? > "devresults/$2.rc"' \
+    "$CAP" "$gpu" "$name" pipeline --data-root devdata/processed --runs "devruns/$name" --results "devresults/$name" \
+    --dataset "$ds" --preset "$ds" --set tune.on_edge=warn tune.max_widen=8 "$@" \
+    --stages "${STAGES:-sid,tiger,specgr_pp,aux,sasrec,export,tune,evaluate}" \
+    > "devresults/lane_$name.log" 2>&1 < /dev/null &
   echo "started $name on GPU $gpu"
 }
 LANES="beauty beauty_seed games games_text"
