@@ -7,7 +7,8 @@
 #   beauty_seed:  the same with every training seed moved by one (TIGER, SpecGR++, aux, SASRec): run-to-run spread
 #   games:        amazon2018-game on its preset: issue 14's Games row under the floor (release 5 ran before it)
 #   games_text:   the same with one change, a TIGER that reads item texts (tiger.text_dim=384); valid decides
-# As run: calls 1-3 on a 4-GPU H200 machine (T = 560, 570, 540); every lane ended during call 3 (docs/RESULTS.md §3.0c).
+# As run: calls 1-3 on a 4-GPU H200 machine (T = 560, 570, 540); every lane ended during call 3
+# (docs/RESULTS.md §3.0c).
 # Every lane sets tune.on_edge=warn tune.max_widen=8: where the preset's own tuning (4 widenings, then an error) ends,
 # this ends identically; where it would stop with an error, this records the edge in tune.json instead.
 # With fewer than 4 GPUs, lanes share cards and each process may hold at most 45% of a card's memory.
