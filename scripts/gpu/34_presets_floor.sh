@@ -14,7 +14,6 @@
 #   --tokenizers amazon2018-game/rqkmeans_tokenizer.pt
 #   (only the preset's sid/rqkmeans.npz kept), the Beauty carry of scripts/gpu/33_beauty_text.sh beside it, and each
 #   dataset's sid-stage record (specgr pipeline --stages sid --data-root devdata/processed --runs .carry/runs).
-ls devresults/*.started > /dev/null 2>&1 && SKIP_UNPACK=1  # a later call: the lanes are reading devdata
 source scripts/gpu/common.sh
 source scripts/gpu/lanes.sh
 LANES="beauty beauty_seed games games_text"

@@ -10,11 +10,11 @@
 #   beauty_seed, beauty_ls_seed: the same two with every training seed moved by one (run-to-run spread; label
 #                 smoothing is adopted only if it raises SpecGR_Aux fair's valid objective under both seeds)
 # Lanes, tuning switches and what each call brings back: scripts/gpu/lanes.sh.
-# Carry (.carry, here): that of scripts/gpu/34_presets_floor.sh.
+# Carry (.carry, here): that of scripts/gpu/34_presets_floor.sh. With release 11's results in the tree the whole
+# .carry no longer fits the transfer limit: carry .carry/processed/amazon2014-beauty and .carry/runs instead.
 # As run: calls 1-2 on a 4-GPU H200 machine (T = 560, 575; 1,190 device-s); the machine went back, idle, before a
 # third call. beauty and beauty_ls had ended; beauty_ls_seed was evaluating (its TIGER, tuning and part of its test
 # files came back) and beauty_seed tuning (its TIGER record came back) (docs/RESULTS.md §3.0d).
-ls devresults/*.started > /dev/null 2>&1 && SKIP_UNPACK=1  # a later call: the lanes are reading devdata
 source scripts/gpu/common.sh
 source scripts/gpu/lanes.sh
 LANES="beauty beauty_ls beauty_seed beauty_ls_seed"

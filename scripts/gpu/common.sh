@@ -5,7 +5,9 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" devdata devruns devresults
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader | tee -a "$OUT/gpu.txt"
-[ -d .carry/processed ] && [ -z "${SKIP_UNPACK:-}" ] && python3 scripts/gpu/carry.py unpack
+# a later call of a script whose pipelines outlive a call (lanes.sh marks each started lane): they are reading
+# devdata, so it is not unpacked again
+[ -d .carry/processed ] && ! ls devresults/*.started > /dev/null 2>&1 && python3 scripts/gpu/carry.py unpack
 # pack DEST.tgz PATHS...: what comes back (files under $OUT, 16 MiB each at most)
 pack() { local f=$1; shift; tar czf - "$@" 2>/dev/null | split -b 15M -d - "$OUT/$f.part"; }
 t0=$(date +%s)
