@@ -1,14 +1,16 @@
 """experiments/run_tiger.py --promote: the reported TIGER is chosen on valid, never on test. experiments/replay_floor.py
-reads back the results its tuning table holds."""
+reads back the results its tuning table holds. experiments/rerank_ceiling.py: its metrics, features and learned rule."""
 
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import replay_floor  # noqa: E402
+import rerank_ceiling  # noqa: E402
 import run_tiger  # noqa: E402
 
 
@@ -52,3 +54,47 @@ def test_replay_reads_back_the_tuning_tables_results():
     assert {g: got[tuple(float(v) for v in knobs.values())][g] for g in result} == result
     with pytest.raises(SystemExit):
         replay_floor.main(["--help"])
+
+
+def _drafts(items, target, n_in_sample, seed=0):
+    rng = np.random.default_rng(seed)
+    items = np.asarray(items)
+    return {"items": items, "target": np.asarray(target), "n_in_sample": n_in_sample,
+            "ds": np.where(items >= 0, rng.normal(size=items.shape), -np.inf).astype(np.float32),
+            "v": np.where(items >= 0, rng.normal(size=items.shape), -np.inf).astype(np.float32),
+            "lp": rng.normal(size=(*items.shape, 4)).astype(np.float32),
+            "plen": np.where(items >= n_in_sample, 1, 4)}
+
+
+def test_rerank_scores_the_order_it_is_given():
+    d = _drafts([[5, 3, 7, -1], [5, 3, 7, -1]], target=[3, 7], n_in_sample=6)
+    r = rerank_ceiling.evaluate_order(d, np.array([[0.9, 0.5, 0.4, 9.0], [0.9, 0.5, 0.4, 9.0]]))  # pads never rank
+    assert r["in_sample"]["ndcg@50"] == pytest.approx(1 / np.log2(3))  # item 3 second
+    assert r["unseen"]["ndcg@50"] == pytest.approx(0.5)  # item 7 third
+    r = rerank_ceiling.evaluate_order(d, np.array([[0.0, 1.0, 0.5, 0.0], [0.0, 0.5, 1.0, 0.0]]))
+    assert r["overall"]["ndcg@50"] == 1.0 and r["overall"]["recall@50"] == 1.0
+
+
+def test_rerank_features_read_only_the_digits_v_reads():
+    d = _drafts([[2, 8]], target=[2], n_in_sample=6)  # item 8 is new, longest in-sample prefix 1
+    X, names = rerank_ceiling.features(d)
+    f = dict(zip(names, X[0].T))
+    assert f["logp_digit4"][0] == pytest.approx(d["lp"][0, 0, 3]) and f["logp_digit4"][1] == 0
+    assert f["logp_digit1_new"][1] == pytest.approx(d["lp"][0, 1, 0]) and f["logp_digit2_new"][1] == 0
+    assert f["new"].tolist() == [0, 1] and f["new_prefix_len1"].tolist() == [0, 1]
+
+
+def test_rerank_learned_rule_finds_a_signal_the_drafter_lacks():
+    rng = np.random.default_rng(1)
+    items = np.stack([rng.permutation(1000)[:60] for _ in range(300)])
+    target = items[np.arange(300), rng.integers(0, 60, 300)]
+    d = _drafts(items, target, n_in_sample=1000)
+    d["lp"][..., 0] += 3.0 * (items == target[:, None])  # the target's first digit is likelier; the drafter is noise
+    learned = rerank_ceiling.evaluate_order(d, rerank_ceiling.cross_validated(d))
+    drafter = rerank_ceiling.evaluate_order(d, d["ds"])
+    assert learned["overall"]["ndcg@50"] > 0.6 > drafter["overall"]["ndcg@50"] + 0.2
+
+
+def test_rerank_refuses_lists_shorter_than_k():
+    with pytest.raises(ValueError, match="Fix"):
+        rerank_ceiling.main(["--bundle", "x", "--out", "y", "--delta", "10"])
