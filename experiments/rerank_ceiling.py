@@ -31,7 +31,8 @@ OBJECTIVE = ("recall@50", "ndcg@50")
 @torch.no_grad()
 def draft_and_score(bundle, drafter: str, rows, delta: int, batch_size: int = 256) -> dict:
     """Round 1 of SpecGR for every row: the drafter's top δ (history excluded), its scores, each draft's digit
-    log-probs and V. Returns numpy arrays items (R, δ) (-1 pad), ds, v (R, δ), lp (R, δ, 4), plen (R, δ), target (R,)."""
+    log-probs and V. Returns numpy arrays items (R, δ) (-1 pad), ds, v (R, δ), lp (R, δ, 4), plen (R, δ),
+    target (R,)."""
     from specgr.models.scoring import candidate_lengths, digit_logprobs
     from specgr.speculate import steps
 
