@@ -4,6 +4,9 @@
 # tune.on_edge=warn tune.max_widen=8: where the preset's own tuning (4 widenings, then an error) ends, this ends
 # identically; where it would stop with an error, this records the edge in tune.json instead.
 # With fewer than 4 GPUs, lanes share cards and each process may hold at most 45% of a card's memory.
+# AFTER (optional): a command each lane runs on its card once its pipeline has ended well, @NAME@ = the lane's name
+# (e.g. an experiment on the lane's bundle); its output goes to devresults/after_NAME.log, and the lane's rc file is
+# written after it.
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 NGPU=$(nvidia-smi -L | wc -l)
 CAP=1.0; [ "$NGPU" -lt 4 ] && CAP=0.45
@@ -17,8 +20,10 @@ start() {  # start NAME DATASET OVERRIDES...: launch one pipeline in its own ses
   touch "devresults/$name.started"
   CUDA_VISIBLE_DEVICES=$gpu setsid nohup bash -c 'python3 -c "import sys, torch
 torch.cuda.is_available() and torch.cuda.set_per_process_memory_fraction($0)
-from specgr.cli import main; sys.exit(main(sys.argv[1:]))" "${@:3}"; echo $? > "devresults/$2.rc"' \
-    "$CAP" "$gpu" "$name" pipeline --data-root devdata/processed --runs "devruns/$name" --results "devresults/$name" \
+from specgr.cli import main; sys.exit(main(sys.argv[1:]))" "${@:4}"; rc=$?
+[ $rc = 0 ] && [ -n "$3" ] && bash -c "$3" > "devresults/after_$2.log" 2>&1; echo $rc > "devresults/$2.rc"' \
+    "$CAP" "$gpu" "$name" "${AFTER//@NAME@/$name}" pipeline --data-root devdata/processed --runs "devruns/$name" \
+    --results "devresults/$name" \
     --dataset "$ds" --preset "$ds" --set tune.on_edge=warn tune.max_widen=8 "$@" \
     --stages "${STAGES:-sid,tiger,specgr_pp,aux,sasrec,export,tune,evaluate}" \
     > "devresults/lane_$name.log" 2>&1 < /dev/null &
