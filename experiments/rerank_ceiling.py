@@ -36,7 +36,7 @@ def draft_and_score(bundle, drafter: str, rows, delta: int, batch_size: int = 25
     from specgr.models.scoring import candidate_lengths, digit_logprobs
     from specgr.speculate import steps
 
-    model, sids, dr = bundle.verifier(drafter).eval(), bundle.sids, bundle.drafter(drafter)
+    model, sids, dr = bundle.verifier(drafter).eval(), bundle.sids.to(bundle.device), bundle.drafter(drafter)
     dev = bundle.device
     out = {k: [] for k in ("items", "ds", "v", "lp")}
     for s in range(0, len(rows.target), batch_size):

@@ -5,6 +5,9 @@
 # up to its bundle (sid, TIGER, SpecGR++, text drafter, export: no SASRec, tuning or test of the pipeline), then
 # experiments/rerank_ceiling.py on that bundle on its card: valid rows as the pipeline tunes on, test once.
 # Carry: .carry/processed/amazon2014-beauty and .carry/runs (the whole .carry does not fit the transfer limit).
+# As run: calls 1-2 on a 4-GPU H200 machine (T = 545, 420): the four bundles were built, but every re-ranking stopped
+# on a device mismatch (the semantic ids stayed on the CPU; fixed in experiments/rerank_ceiling.py since); call 3 ran
+# the fixed script on the four bundles by hand, one per card (docs/RESULTS.md §3.0e). 889 device-seconds in all.
 source scripts/gpu/common.sh
 export STAGES=${STAGES:-sid,tiger,specgr_pp,aux,export}
 export AFTER=${AFTER:-"python3 experiments/rerank_ceiling.py --bundle devruns/@NAME@/amazon2014-beauty/export/bundle \
