@@ -38,8 +38,9 @@ finish_lanes() {  # finish_lanes NAME...: wait until every lane has an rc (or T 
   for n in "$@"; do
     echo "== $n rc=$(cat "devresults/$n.rc" 2>/dev/null || echo running)"
     grep -h "^\[\|Error\|error:" "devresults/lane_$n.log" | grep -v "it/s\|up to date" | tail -12
+    [ -e "devresults/after_$n.log" ] && tail -2 "devresults/after_$n.log"  # AFTER's end: the rc is the pipeline's
   done
-  pack state devresults/*/ devresults/lane_*.log devruns/*/*/*/stage.json devruns/*/*/tiger/tiger_train_info.json \
+  pack state devresults/*/ devresults/lane_*.log devresults/after_*.log devruns/*/*/*/stage.json devruns/*/*/tiger/tiger_train_info.json \
     devruns/*/*/pipeline_log.json
   ls -la "$OUT"
 }
