@@ -33,7 +33,7 @@ def draft_and_score(bundle, drafter: str, rows, delta: int, batch_size: int = 25
     """Round 1 of SpecGR for every row: the drafter's top δ (history excluded), its scores, each draft's digit
     log-probs and V. Returns numpy arrays items (R, δ) (-1 pad), ds, v (R, δ), lp (R, δ, 4), plen (R, δ),
     target (R,)."""
-    from specgr.models.scoring import candidate_lengths, digit_logprobs
+    from specgr.models.scoring import candidate_lengths, digit_logprobs, length_normalized
     from specgr.speculate import steps
 
     model, sids, dr = bundle.verifier(drafter).eval(), bundle.sids.to(bundle.device), bundle.drafter(drafter)
@@ -47,9 +47,8 @@ def draft_and_score(bundle, drafter: str, rows, delta: int, batch_size: int = 25
         with steps.autocast(dev, True):
             enc, mask, _ = steps.encode(model, sids, h, hl)
             lp = digit_logprobs(model, enc, mask, sids.tokens[ids.clamp(min=0)]).float()
-        m = candidate_lengths(ids.clamp(min=0), sids.n_in_sample, "prefix_len", sids.prefix_len, 1)
-        first_m = torch.arange(4, device=dev) < m[..., None]
-        v = (lp * first_m).sum(-1) / m
+        v = length_normalized(lp, candidate_lengths(ids.clamp(min=0), sids.n_in_sample, "prefix_len",
+                                                    sids.prefix_len, 1))
         out["items"].append(ids.cpu()), out["ds"].append(ds.masked_fill(ids < 0, -np.inf).cpu())
         out["v"].append(v.masked_fill(ids < 0, -np.inf).cpu()), out["lp"].append(lp.cpu())
     r = {k: torch.cat(v).numpy() for k, v in out.items()}

@@ -40,6 +40,11 @@ def candidate_lengths(cand: torch.Tensor, n_in_sample: int, length_rule: str = "
     raise ValueError(f"length_rule must be one of {LENGTH_RULES}, got {length_rule!r}")
 
 
+def length_normalized(lp: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """V from digit log-probs: lp (..., 4), m (...) digits averaged (candidate_lengths) -> (...) mean of the first m."""
+    return lp.cumsum(-1).gather(-1, (m - 1)[..., None])[..., 0] / m
+
+
 def digit_logprobs(model: TIGER, enc, enc_mask, cand_tokens: torch.Tensor) -> torch.Tensor:
     """cand_tokens (B, R, 4) SID tokens -> (B, R, 4) log p(c_t | c_<t, X), one teacher-forced decoder pass."""
     dec_in = torch.cat([torch.full_like(cand_tokens[..., :1], DECODER_START), cand_tokens[..., :N_DIGITS - 1]], -1)
@@ -113,8 +118,7 @@ def score_candidates(model: TIGER, enc, enc_mask, cand_items: torch.Tensor, sid_
     lp = torch.cat([prefix_digit_logprobs(model, state, tok[:, i:i + step], beam, advance) if reuse
                     else digit_logprobs(model, state, None, tok[:, i:i + step]) for i in range(0, R, step)], 1) if R \
         else torch.zeros(B, 0, N_DIGITS, device=dev)
-    m = candidate_lengths(c, n_in_sample, length_rule, prefix_len, min_len)
-    v = lp.cumsum(-1).gather(-1, (m - 1)[..., None])[..., 0] / m
+    v = length_normalized(lp, candidate_lengths(c, n_in_sample, length_rule, prefix_len, min_len))
     return v.masked_fill(~valid, float("-inf"))
 
 
