@@ -19,8 +19,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def table_results(tune: dict, drafter: str, variant: str, knobs: list[str]) -> dict:
     """{knob values: result} of the points tune.json's table holds for this drafter and variant."""
@@ -42,6 +40,7 @@ def main(argv=None):
     from specgr.evaluate import evaluate, write_json
     from specgr.pipeline import VARIANTS, load_pipeline_config, variant_config
     from specgr.recommenders import make_recommender
+    from specgr.train.tiger import valid_rows_subset
     from specgr.tune import coordinate_search, metric_fn, with_unseen_floor
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,10 +62,7 @@ def main(argv=None):
     b = Bundle.load(a.bundle, data_root=a.data_root, device=a.device)
     method = {"encoder": "specgr++", "aux": "specgr-aux", "knn": "specgr-knn"}[a.drafter]
     knobs = list(VARIANTS[a.variant][1])
-    rows = b.ds.rows("valid")  # the pipeline's seeded subset (Pipeline.valid_subset)
-    n = tune["valid_rows"]
-    if n < len(rows):
-        rows = rows.subset(np.sort(np.random.default_rng(0).choice(len(rows), n, replace=False)))
+    rows = valid_rows_subset(b.ds, tune["valid_rows"], seed=0)  # the pipeline's tune rows (Pipeline.valid_subset)
 
     def run(m, split_rows, split, c=None, tag=None):
         fn = make_recommender(b, m, c, exclude_history=tc.exclude_history)

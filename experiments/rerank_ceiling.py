@@ -31,14 +31,14 @@ OBJECTIVE = ("recall@50", "ndcg@50")
 @torch.no_grad()
 def draft_and_score(bundle, drafter: str, rows, delta: int, batch_size: int = 256) -> dict:
     """Round 1 of SpecGR for every row: the drafter's top δ (history excluded), its scores, each draft's digit
-    log-probs and V. Returns numpy arrays items (R, δ) (-1 pad), ds, v (R, δ), lp (R, δ, 4), plen (R, δ),
-    target (R,)."""
+    log-probs and V. Returns numpy arrays items (R, δ) (-1 pad), ds, v (R, δ), lp (R, δ, 4), m (R, δ) (the digits V
+    averages), plen (R, δ), target (R,)."""
     from specgr.models.scoring import candidate_lengths, digit_logprobs, length_normalized
     from specgr.speculate import steps
 
     model, sids, dr = bundle.verifier(drafter).eval(), bundle.sids.to(bundle.device), bundle.drafter(drafter)
     dev = bundle.device
-    out = {k: [] for k in ("items", "ds", "v", "lp")}
+    out = {k: [] for k in ("items", "ds", "v", "lp", "m")}
     for s in range(0, len(rows.target), batch_size):
         h = torch.as_tensor(np.asarray(rows.history[s:s + batch_size]), device=dev)
         hl = torch.as_tensor(np.asarray(rows.hist_len[s:s + batch_size]), device=dev)
@@ -47,10 +47,10 @@ def draft_and_score(bundle, drafter: str, rows, delta: int, batch_size: int = 25
         with steps.autocast(dev, True):
             enc, mask, _ = steps.encode(model, sids, h, hl)
             lp = digit_logprobs(model, enc, mask, sids.tokens[ids.clamp(min=0)]).float()
-        v = length_normalized(lp, candidate_lengths(ids.clamp(min=0), sids.n_in_sample, "prefix_len",
-                                                    sids.prefix_len, 1))
+        m = candidate_lengths(ids.clamp(min=0), sids.n_in_sample, "prefix_len", sids.prefix_len, 1)
+        v = length_normalized(lp, m)
         out["items"].append(ids.cpu()), out["ds"].append(ds.masked_fill(ids < 0, -np.inf).cpu())
-        out["v"].append(v.masked_fill(ids < 0, -np.inf).cpu()), out["lp"].append(lp.cpu())
+        out["v"].append(v.masked_fill(ids < 0, -np.inf).cpu()), out["lp"].append(lp.cpu()), out["m"].append(m.cpu())
     r = {k: torch.cat(v).numpy() for k, v in out.items()}
     r["plen"] = sids.prefix_len.cpu().numpy()[r["items"].clip(0)]
     r["target"] = np.asarray(rows.target)
@@ -107,13 +107,13 @@ def fixed_rules(d: dict) -> dict:
 
 
 def features(d: dict) -> tuple[np.ndarray, list[str]]:
-    """(R, δ, F) features of the learned rule, and their names. Digit log-probs count up to the digits V reads
-    for unseen items (their longest in-sample prefix, at least 1), all four for in-sample ones."""
+    """(R, δ, F) features of the learned rule, and their names. Digit log-probs count up to the m digits V reads
+    (an unseen item's longest in-sample prefix, at least 1; all four for in-sample ones)."""
     ok = d["items"] >= 0
     new = (d["items"] >= d["n_in_sample"]) & ok
     dmax = np.where(ok, d["ds"], -np.inf).max(1, keepdims=True)
     f = {"drafter_score": np.where(ok, d["ds"] - dmax, 0.0), "V": np.where(ok, d["v"], 0.0), "new": new}
-    read = np.arange(4) < np.maximum(np.where(new, d["plen"], 4), 1)[..., None]  # (R, δ, 4)
+    read = np.arange(4) < d["m"][..., None]  # (R, δ, 4)
     for t in range(4):
         lp = np.where(ok & read[..., t], d["lp"][..., t], 0.0)
         f[f"logp_digit{t + 1}"] = np.where(new, 0.0, lp)
@@ -173,6 +173,7 @@ def write(out: dict, path: Path, t0: float, device) -> None:
 
 def main(argv=None):
     from specgr.bundle import Bundle
+    from specgr.train.tiger import valid_rows_subset
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundle", required=True)
@@ -189,10 +190,7 @@ def main(argv=None):
 
     t0 = time.time()
     b = Bundle.load(a.bundle, data_root=a.data_root, device=a.device)
-    torch.manual_seed(0)
-    valid = b.ds.rows("valid")
-    if a.valid_rows < len(valid):  # the pipeline's tune rows (Pipeline.valid_subset)
-        valid = valid.subset(np.sort(np.random.default_rng(0).choice(len(valid), a.valid_rows, replace=False)))
+    valid = valid_rows_subset(b.ds, a.valid_rows, seed=0)  # the pipeline's tune rows (Pipeline.valid_subset)
     dv = draft_and_score(b, a.drafter, valid, a.delta)
     out = {"dataset": b.ds.name, "drafter": a.drafter, "delta": a.delta, "k": K, "objective": "+".join(OBJECTIVE),
            "valid": {}, "chosen": {}, "test": {}}

@@ -457,11 +457,10 @@ class Pipeline:
         return r
 
     def valid_subset(self, n):
-        rows = self.ds.rows("valid")
-        if n is None or n >= len(rows):
-            return rows
-        idx = np.sort(np.random.default_rng(0).choice(len(rows), n, replace=False))
-        return rows.subset(idx)
+        """The tuning rows: a seeded (seed 0) subset of n valid rows, or all of them (n None or >= the split)."""
+        from specgr.train.tiger import valid_rows_subset
+
+        return valid_rows_subset(self.ds, n, seed=0)
 
     def stage_tune(self, force=False):
         from specgr.evaluate import flatten_result

@@ -63,7 +63,7 @@ def _drafts(items, target, n_in_sample, seed=0):
             "ds": np.where(items >= 0, rng.normal(size=items.shape), -np.inf).astype(np.float32),
             "v": np.where(items >= 0, rng.normal(size=items.shape), -np.inf).astype(np.float32),
             "lp": rng.normal(size=(*items.shape, 4)).astype(np.float32),
-            "plen": np.where(items >= n_in_sample, 1, 4)}
+            "plen": np.where(items >= n_in_sample, 1, 4), "m": np.where(items >= n_in_sample, 1, 4)}
 
 
 def test_rerank_scores_the_order_it_is_given():
