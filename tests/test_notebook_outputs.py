@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -48,3 +49,29 @@ def test_no_lightning_banners_in_outputs(path):
 def test_output_filter_catches_a_path():
     nb = {"cells": [{"outputs": [{"output_type": "stream", "text": ["working in /tmp/specgr_x\n"]}]}]}
     assert any(MACHINE_PATH.search(t) for _, t in output_texts(nb))
+
+
+@functools.lru_cache
+def catalog_texts(min_len: int = 24) -> frozenset[str]:
+    """The first `min_len` characters of every item text of the real catalogs prepared here (`make data`): the
+    datasets' terms forbid committing their titles, and a notebook run on them prints some."""
+    import os
+
+    import pandas as pd
+
+    root = ROOT / os.environ.get("DATA_ROOT", "data/processed")
+    out = set()
+    for items in root.glob("amazon*/items.parquet"):
+        out |= {t[:min_len] for t in pd.read_parquet(items, columns=["text"])["text"].astype(str) if len(t) >= min_len}
+    return frozenset(out)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_catalog_text_in_outputs(path):
+    keys = catalog_texts()
+    if not keys:
+        pytest.skip("no real catalog prepared (make data)")
+    nb = json.loads(path.read_text())
+    hits = sorted({i for i, text in output_texts(nb) if any(k in text for k in keys)})
+    assert not hits, (f"{path.name}: outputs of cells {hits} print item texts of a real catalog. Fix: clear those "
+                      "cells' outputs before committing (the notebooks run in CI either way).")
