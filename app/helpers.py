@@ -206,7 +206,8 @@ def recommend(b, history: list[int], drafter: str, gamma: float, delta: int, bet
 
 def new_item_hint(run: Run, item: int, tiger_only: bool) -> str:
     """Why an added item is not in the list, and what would change that: true for the run's own configuration (the
-    final list ranks accepted items by score = V (+ new-item bonus) (+ fusion weight x drafter score))."""
+    final list ranks accepted items by score = V (+ new-item bonus) (+ fusion weight x drafter score), or by the learned
+    final score)."""
     if tiger_only:
         return "It is not recommended: TIGER-only never recommends new items (it cannot generate unseen ids)."
     tr, cfg = run.trace, run.cfg
@@ -219,6 +220,10 @@ def new_item_hint(run: Run, item: int, tiger_only: bool) -> str:
                         f"≤ γ = {cfg.threshold}): a lower γ accepts it"
                         + ("." if cfg.new_item_bonus else ", and so would a new-item bonus (SpecGRConfig."
                            "new_item_bonus)."))
+            if cfg.final_weights is not None:
+                return ("It was accepted but ranked below the top K: the list ranks by the learned final score "
+                        f"({r.final_scores[j]:.2f} here), fitted on valid over the drafter score, V and the item's "
+                        "digit log-probs; a history of items more like it lifts it.")
             return ("It was accepted but ranked below the top K: " +
                     ("the list ranks by V, so a lower γ does not help; a new-item bonus or fusion with the drafter "
                      "score (the 'fair' settings) can lift it." if not cfg.fusion_weight else

@@ -8,8 +8,9 @@ re-ranked by its final score, so its list is one re-ranking of the drafter's top
 re-ranking at once, on the pipeline's valid rows (its seeded subset) with history excluded:
 - the drafter's own order, and V's (length rule prefix_len, min_len 1: the fair variant's);
 - fixed rules: V + b*new + w*D (the loop's fusion), per-user z-scores z(V + b*new) + a*z(D), reciprocal-rank fusion;
-- a learned rule: a listwise linear re-ranker (softmax over each user's δ drafts) on D, V, the new-item flag, each
-  digit's log-probability and the new item's longest in-sample prefix, scored by 5-fold cross-validation on valid;
+- a learned rule: the listwise linear re-ranker of `specgr.speculate.learned_rank` (the loop's final_weights switch)
+  on D, V, the new-item flag, each digit's log-probability and the new item's longest in-sample prefix, scored by
+  5-fold cross-validation on valid;
 - a perfect re-ranker (the target anywhere in the δ drafts).
 Each family's best point on valid (recall@50 + ndcg@50) and the drafter are then scored on test once (--test), the
 learned rule refitted on all valid rows. Writes <out>/rerank.json (metrics only; no item ids or texts).
@@ -28,34 +29,19 @@ K = 50
 OBJECTIVE = ("recall@50", "ndcg@50")
 
 
-@torch.no_grad()
 def draft_and_score(bundle, drafter: str, rows, delta: int, batch_size: int = 256) -> dict:
-    """Round 1 of SpecGR for every row: the drafter's top δ (history excluded), its scores, each draft's digit
-    log-probs and V. Returns numpy arrays items (R, δ) (-1 pad), ds, v (R, δ), lp (R, δ, 4), m (R, δ) (the digits V
-    averages), plen (R, δ), target (R,)."""
-    from specgr.models.scoring import candidate_lengths, digit_logprobs, length_normalized
-    from specgr.speculate import steps
+    """Round 1 of SpecGR for every row (`learned_rank.first_round`, history excluded, V by the fair variant's rule:
+    prefix_len, min_len 1) as numpy: items (R, δ) (-1 pad), ds, v (R, δ) (-inf at pads), X (R, δ, F) the learned
+    rule's features, target (R,)."""
+    from specgr.speculate.learned_rank import FEATURES, first_round
 
-    model, sids, dr = bundle.verifier(drafter).eval(), bundle.sids.to(bundle.device), bundle.drafter(drafter)
-    dev = bundle.device
-    out = {k: [] for k in ("items", "ds", "v", "lp", "m")}
-    for s in range(0, len(rows.target), batch_size):
-        h = torch.as_tensor(np.asarray(rows.history[s:s + batch_size]), device=dev)
-        hl = torch.as_tensor(np.asarray(rows.hist_len[s:s + batch_size]), device=dev)
-        ids, ds = dr.draft(h, hl, delta, exclude=h)
-        ids, ds = ids.to(dev), ds.to(dev).float()
-        with steps.autocast(dev, True):
-            enc, mask, _ = steps.encode(model, sids, h, hl)
-            lp = digit_logprobs(model, enc, mask, sids.tokens[ids.clamp(min=0)]).float()
-        m = candidate_lengths(ids.clamp(min=0), sids.n_in_sample, "prefix_len", sids.prefix_len, 1)
-        v = length_normalized(lp, m)
-        out["items"].append(ids.cpu()), out["ds"].append(ds.masked_fill(ids < 0, -np.inf).cpu())
-        out["v"].append(v.masked_fill(ids < 0, -np.inf).cpu()), out["lp"].append(lp.cpu()), out["m"].append(m.cpu())
-    r = {k: torch.cat(v).numpy() for k, v in out.items()}
-    r["plen"] = sids.prefix_len.cpu().numpy()[r["items"].clip(0)]
-    r["target"] = np.asarray(rows.target)
-    r["n_in_sample"] = sids.n_in_sample
-    return r
+    model, sids = bundle.verifier(drafter).eval(), bundle.sids.to(bundle.device)
+    r = first_round(model, bundle.drafter(drafter), sids, rows, delta, "prefix_len", 1, exclude_history=True,
+                    batch_size=batch_size)
+    ok = r["items"] >= 0
+    return {"items": r["items"].numpy(), "ds": r["drafter_score"].numpy(), "X": r["features"].numpy(),
+            "v": r["features"][..., FEATURES.index("V")].masked_fill(~ok, -np.inf).numpy(),
+            "target": np.asarray(rows.target), "n_in_sample": sids.n_in_sample}
 
 
 def evaluate_order(d: dict, score: np.ndarray) -> dict:
@@ -106,56 +92,27 @@ def fixed_rules(d: dict) -> dict:
     return fam
 
 
-def features(d: dict) -> tuple[np.ndarray, list[str]]:
-    """(R, δ, F) features of the learned rule, and their names. Digit log-probs count up to the m digits V reads
-    (an unseen item's longest in-sample prefix, at least 1; all four for in-sample ones)."""
-    ok = d["items"] >= 0
-    new = (d["items"] >= d["n_in_sample"]) & ok
-    dmax = np.where(ok, d["ds"], -np.inf).max(1, keepdims=True)
-    f = {"drafter_score": np.where(ok, d["ds"] - dmax, 0.0), "V": np.where(ok, d["v"], 0.0), "new": new}
-    read = np.arange(4) < d["m"][..., None]  # (R, δ, 4)
-    for t in range(4):
-        lp = np.where(ok & read[..., t], d["lp"][..., t], 0.0)
-        f[f"logp_digit{t + 1}"] = np.where(new, 0.0, lp)
-        f[f"logp_digit{t + 1}_new"] = np.where(new, lp, 0.0)
-    for L in range(4):
-        f[f"new_prefix_len{L}"] = new & (d["plen"] == L)
-    return np.stack([np.asarray(v, np.float32) for v in f.values()], -1), list(f)
+def learned_score(X: np.ndarray, w) -> np.ndarray:
+    from specgr.speculate import learned_rank
+
+    return learned_rank.learned_score(w, torch.as_tensor(X)).numpy()
 
 
-def fit_listwise(X: np.ndarray, items: np.ndarray, target: np.ndarray, l2: float = 1e-3):
-    """Weights w (F,) of score = ((X - mu) / sd) @ w maximising the softmax likelihood of each row's target among its
-    drafts (rows whose target was not drafted carry no signal and are skipped). Returns (w, mu, sd)."""
-    hit = items == target[:, None]
-    use = hit.any(1)
-    Xt = torch.tensor(X[use])
-    mu, sd = Xt.reshape(-1, X.shape[-1]).mean(0), Xt.reshape(-1, X.shape[-1]).std(0) + 1e-6
-    Xs, y, ok = (Xt - mu) / sd, torch.tensor(hit[use].argmax(1)), torch.tensor(items[use] >= 0)
-    w = torch.zeros(X.shape[-1], dtype=torch.float32, requires_grad=True)
-    opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+def fit(d: dict, rows=slice(None)):
+    """The learned rule's weights (specgr.speculate.learned_rank.fit_listwise) fitted on d's `rows`."""
+    from specgr.speculate.learned_rank import fit_listwise
 
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy((Xs @ w).masked_fill(~ok, -1e9), y) + l2 * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach(), mu, sd
-
-
-def learned_score(X, w, mu, sd) -> np.ndarray:
-    return (((torch.tensor(X) - mu) / sd) @ w).numpy()
+    items = torch.as_tensor(d["items"][rows])
+    return fit_listwise(torch.as_tensor(d["X"][rows]), items >= 0,
+                        items == torch.as_tensor(d["target"][rows])[:, None])
 
 
 def cross_validated(d: dict, folds: int = 5, seed: int = 0) -> np.ndarray:
     """Each row scored by the listwise re-ranker fitted on the other folds."""
-    X, _ = features(d)
-    fold = np.random.default_rng(seed).integers(0, folds, len(X))
-    S = np.zeros(X.shape[:2], np.float32)
+    fold = np.random.default_rng(seed).integers(0, folds, len(d["X"]))
+    S = np.zeros(d["X"].shape[:2], np.float32)
     for f in range(folds):
-        w, mu, sd = fit_listwise(X[fold != f], d["items"][fold != f], d["target"][fold != f])
-        S[fold == f] = learned_score(X[fold == f], w, mu, sd)
+        S[fold == f] = learned_score(d["X"][fold == f], fit(d, fold != f))
     return S
 
 
@@ -173,6 +130,7 @@ def write(out: dict, path: Path, t0: float, device) -> None:
 
 def main(argv=None):
     from specgr.bundle import Bundle
+    from specgr.speculate.learned_rank import FEATURES
     from specgr.train.tiger import valid_rows_subset
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -205,9 +163,8 @@ def main(argv=None):
         out["valid"][fam] = res
         out["chosen"][fam] = best
     out["valid"]["learned_cv"] = brief(evaluate_order(dv, cross_validated(dv)))
-    X, names = features(dv)
-    w, mu, sd = fit_listwise(X, dv["items"], dv["target"])
-    out["learned_weights_per_unit"] = dict(zip(names, (w / sd).tolist()))
+    w = fit(dv)
+    out["learned_weights_per_unit"] = dict(zip(FEATURES, w))
     path = Path(a.out) / "rerank.json"
     write(out, path, t0, b.device)  # valid first: scoring test takes longer
     if a.test:
@@ -217,7 +174,7 @@ def main(argv=None):
         rules_t = fixed_rules(dt)
         for fam, best in out["chosen"].items():
             out["test"][f"{fam} ({best})"] = brief(evaluate_order(dt, rules_t[fam][best]))
-        out["test"]["learned (fitted on valid)"] = brief(evaluate_order(dt, learned_score(features(dt)[0], w, mu, sd)))
+        out["test"]["learned (fitted on valid)"] = brief(evaluate_order(dt, learned_score(dt["X"], w)))
     write(out, path, t0, b.device)
     v = out["valid"]
     print(f"valid: drafter {objective(v['drafter']):.4f}, learned (CV) {objective(v['learned_cv']):.4f}, "

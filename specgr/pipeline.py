@@ -34,7 +34,7 @@ class TuneConfig:
     passes: int = 2
     valid_rows: int | None = 8192  # seeded subset of valid rows (None = all)
     drafters: tuple = ("encoder", "aux")
-    variants: tuple = ("paper", "vnew", "fair")  # see VARIANTS
+    variants: tuple = ("paper", "vnew", "fair", "learned")  # see VARIANTS
     exclude_history: bool = True  # the protocol tuning runs under (reported both ways in the evaluate stage)
     max_widen: int = 4
     on_edge: str = "error"  # "error": fail loudly if a value stays on its grid's edge; "warn": record it
@@ -45,7 +45,12 @@ class TuneConfig:
     # valid holds fewer new-item targets (Beauty: 8% vs 28%) and an unconstrained objective trades them away
     # (docs/RESULTS.md §3.0b). The paper's variant is tuned on the objective alone, as the paper does.
     unseen_floor: float = 0.5
-    floor_variants: tuple = ("fair",)
+    floor_variants: tuple = ("fair", "learned")
+    # the "learned" variant's final ranking (specgr.speculate.learned_rank) is fitted on round-1 drafts of valid rows
+    # that the tuning rows leave out (up to learned_fit_rows of them), so its tuning objective is not scored on the rows
+    # its weights were fitted to; only when valid has no other rows does it fit on the tuning rows (tune.json says so)
+    learned_fit_rows: int | None = 16384
+    learned_fit_drafts: int = 100  # δ of the fitting drafts (>= K: the rows whose target is drafted carry the signal)
 
 
 @dataclass
@@ -77,6 +82,9 @@ VARIANTS = {
     # drafter's similarity
     "fair": ({"length_rule": "prefix_len", "min_len": 1},
              ("threshold", "new_item_bonus", "fusion_weight", "draft_size", "num_beams")),
+    # fair's verifier with a learned final ranking: weights over the drafter score, V, the new flag, each digit's
+    # log-prob and the new item's prefix length, fitted on valid before the knobs are tuned (TuneConfig.learned_fit_*)
+    "learned": ({"length_rule": "prefix_len", "min_len": 1}, ("threshold", "draft_size", "num_beams")),
 }
 
 
@@ -483,18 +491,21 @@ class Pipeline:
                     r = self._eval(f"drafter-{d}", "valid", rows=rows, exclude_history=tc.exclude_history, quiet=True)
                     floor["drafter_alone"][d] = r["unseen"]["recall@50"]
             floor["value"] = tc.unseen_floor * max(floor["drafter_alone"].values(), default=0.0)
+            fits = {}
             for drafter in tc.drafters:
                 method = {"encoder": "specgr++", "aux": "specgr-aux", "knn": "specgr-knn"}[drafter]
                 for variant in tc.variants:
                     tag = f"{method}_{variant}"
+                    start = variant_config(base, variant, drafter)
+                    if variant == "learned":
+                        start, fits[drafter] = self._fit_learned(start, drafter, tc)
 
                     def score(c, tag=tag):
                         return self._eval(method, "valid", c, rows=rows, tag=tag, exclude_history=tc.exclude_history,
                                           quiet=True)
 
                     floored = with_unseen_floor(metric, floor["value"] if variant in tc.floor_variants else 0.0)
-                    cfg, rec = coordinate_search(score, variant_config(base, variant, drafter),
-                                                 list(VARIANTS[variant][1]),
+                    cfg, rec = coordinate_search(score, start, list(VARIANTS[variant][1]),
                                                  metric=floored, grids=tc.grids, max_widen=tc.max_widen,
                                                  on_edge=tc.on_edge, passes=tc.passes)
                     table += [{"drafter": drafter, "variant": variant, "pass": pt["pass"], "knob": pt["knob"],
@@ -519,7 +530,7 @@ class Pipeline:
                                        "best_variant": {d: max(v, key=v.get) for d, v in ranked.items()},
                                        "ranked_score": ranked,
                                        "valid_rows": len(rows), "exclude_history": tc.exclude_history,
-                                       "unseen_floor": floor,
+                                       "unseen_floor": floor, "learned_fit": fits,
                                        "all_interior": all(c["interior"] for d in choices.values()
                                                            for v in d.values() for c in v),
                                        "table": table}, indent=2))
@@ -530,6 +541,24 @@ class Pipeline:
 
         self.run_stage("tune", h, run, force)
         return json.loads(out.read_text())["best"]
+
+    def _fit_learned(self, start, drafter: str, tc):
+        """The learned variant's starting config (start + final_weights fitted on valid) and the fit's record."""
+        from specgr.speculate.learned_rank import fit_final_weights
+        from specgr.train.tiger import valid_rows_outside
+
+        rows, on_tuning_rows = valid_rows_outside(self.ds, tc.valid_rows, 0, tc.learned_fit_rows), False
+        if len(rows.target) == 0:  # valid has no rows beyond the tuning rows
+            rows, on_tuning_rows = self.valid_subset(tc.valid_rows), True
+        b = self.bundle()
+        w, rec = fit_final_weights(b.verifier(drafter).eval(), b.drafter(drafter), b.sids.to(b.device), rows,
+                                   tc.learned_fit_drafts, start.length_rule, start.min_len,
+                                   exclude_history=tc.exclude_history)
+        rec["on_tuning_rows"] = on_tuning_rows
+        self.log(f"[tune] {drafter} learned final ranking: fitted on {rec['rows']} valid rows "
+                 f"({rec['rows_with_target_drafted']} with the target among {tc.learned_fit_drafts} drafts)"
+                 + (" (the tuning rows: valid has no others)" if on_tuning_rows else ""))
+        return start.replace(final_weights=w), rec
 
     def stage_evaluate(self, best: dict, force=False):
         from specgr.speculate import SpecGRConfig

@@ -56,14 +56,22 @@ def test_replay_reads_back_the_tuning_tables_results():
         replay_floor.main(["--help"])
 
 
-def _drafts(items, target, n_in_sample, seed=0):
+def _drafts(items, target, n_in_sample, seed=0, signal=0.0):
+    """Round-1 drafts as draft_and_score returns them; `signal` is added to the target's first-digit log-prob."""
+    import torch
+
+    from specgr.speculate.learned_rank import candidate_features
+
     rng = np.random.default_rng(seed)
-    items = np.asarray(items)
-    return {"items": items, "target": np.asarray(target), "n_in_sample": n_in_sample,
-            "ds": np.where(items >= 0, rng.normal(size=items.shape), -np.inf).astype(np.float32),
-            "v": np.where(items >= 0, rng.normal(size=items.shape), -np.inf).astype(np.float32),
-            "lp": rng.normal(size=(*items.shape, 4)).astype(np.float32),
-            "plen": np.where(items >= n_in_sample, 1, 4), "m": np.where(items >= n_in_sample, 1, 4)}
+    items, target = np.asarray(items), np.asarray(target)
+    lp = rng.normal(size=(*items.shape, 4)).astype(np.float32)
+    lp[..., 0] += signal * (items == target[:, None])
+    ds = np.where(items >= 0, rng.normal(size=items.shape), -np.inf).astype(np.float32)
+    it = torch.as_tensor(items)
+    X = candidate_features(it, torch.as_tensor(ds), torch.as_tensor(lp), torch.where(it >= n_in_sample, 1, 4),
+                           torch.full((int(items.max()) + 1,), 1), n_in_sample).numpy()
+    return {"items": items, "target": target, "n_in_sample": n_in_sample, "ds": ds, "X": X,
+            "v": np.where(items >= 0, X[..., 1], -np.inf)}
 
 
 def test_rerank_scores_the_order_it_is_given():
@@ -75,23 +83,13 @@ def test_rerank_scores_the_order_it_is_given():
     assert r["overall"]["ndcg@50"] == 1.0 and r["overall"]["recall@50"] == 1.0
 
 
-def test_rerank_features_read_only_the_digits_v_reads():
-    d = _drafts([[2, 8]], target=[2], n_in_sample=6)  # item 8 is new, longest in-sample prefix 1
-    X, names = rerank_ceiling.features(d)
-    f = dict(zip(names, X[0].T))
-    assert f["logp_digit4"][0] == pytest.approx(d["lp"][0, 0, 3]) and f["logp_digit4"][1] == 0
-    assert f["logp_digit1_new"][1] == pytest.approx(d["lp"][0, 1, 0]) and f["logp_digit2_new"][1] == 0
-    assert f["new"].tolist() == [0, 1] and f["new_prefix_len1"].tolist() == [0, 1]
-
-
 def test_rerank_learned_rule_finds_a_signal_the_drafter_lacks():
     rng = np.random.default_rng(1)
     items = np.stack([rng.permutation(1000)[:60] for _ in range(300)])
     target = items[np.arange(300), rng.integers(0, 60, 300)]
-    d = _drafts(items, target, n_in_sample=1000)
-    d["lp"][..., 0] += 3.0 * (items == target[:, None])  # the target's first digit is likelier; the drafter is noise
+    d = _drafts(items, target, n_in_sample=1000, signal=3.0)  # the target's first digit is likelier
     learned = rerank_ceiling.evaluate_order(d, rerank_ceiling.cross_validated(d))
-    drafter = rerank_ceiling.evaluate_order(d, d["ds"])
+    drafter = rerank_ceiling.evaluate_order(d, d["ds"])  # the drafter is noise
     assert learned["overall"]["ndcg@50"] > 0.6 > drafter["overall"]["ndcg@50"] + 0.2
 
 

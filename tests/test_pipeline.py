@@ -31,6 +31,16 @@ def test_pipeline_runs_every_stage(tiny_run):
     tune = json.loads((res / "tune.json").read_text())
     assert tune["best"]["encoder"]["paper"]["threshold"] in (-1.6, -2.0, -3.0, -3.4)  # grid or one widening step
     assert {c["knob"] for c in tune["choices"]["aux"]["fair"]} >= {"new_item_bonus", "fusion_weight"}
+    # the learned variant: its final ranking fitted on valid rows the tuning rows leave out, then tuned, then tested
+    from specgr.speculate.learned_rank import FEATURES
+
+    for d in ("encoder", "aux"):
+        fit = tune["learned_fit"][d]
+        assert list(fit["weights"]) == list(FEATURES) and fit["rows"] > 0 and fit["rows_with_target_drafted"] > 0
+        assert fit["on_tuning_rows"] == (len(p.ds.rows("valid")) <= 32)  # tiny.yaml: tune.valid_rows 32
+        assert tune["best"][d]["learned"]["final_weights"] == list(fit["weights"].values())
+    learned = json.loads((res / "specgr-aux_learned_nohist.json").read_text())
+    assert len(learned["params"]["final_weights"]) == len(FEATURES) and learned["params"]["variant"] == "learned"
     # the unseen floor: the best drafter-alone unseen R@50 on the tuning rows, times the ratio, recorded with whether
     # each chosen setting met it
     fl = tune["unseen_floor"]

@@ -91,6 +91,9 @@ def assert_no_duplicates(res):
         assert all(i == -1 for i in row[len(real):]), "padding only at the tail"
 
 
+# 15 weights, one per learned_rank.FEATURES entry, all non-zero so that every feature moves the order
+LEARNED_W = (1.3, 0.8, 0.6, 0.3, -0.2, 0.5, 0.1, 0.4, 0.7, -0.3, 0.2, -0.5, 0.9, -0.4, 0.35)
+
 CONFIGS = {
     "paper": small(),
     "few-accepted": small(draft_size=3, num_beams=8, threshold=-3.2),  # < K accepted: fill from rejects + beams
@@ -111,6 +114,12 @@ CONFIGS = {
     "static-vnew": SpecGRConfig.official_vnew(draft_size=8, num_beams=5, threshold=-3.6, top_k=10, compact=False),
     "static-fair-all": small(new_item_bonus=0.7, fusion_weight=1.5, exclude_history=True, draft_size=5,
                              threshold=-3.3, compact=False),
+    # the learned final ranking: drafted items and fill beams scored by weights over their features
+    "learned-few-accepted": small(final_weights=LEARNED_W, draft_size=3, num_beams=8, threshold=-3.2,
+                                  length_rule="prefix_len", min_len=1),
+    "learned-many-accepted": small(final_weights=LEARNED_W, threshold=-3.9, new_item_bonus=0.5),
+    "static-learned-history": small(final_weights=LEARNED_W, exclude_history=True, draft_size=5, threshold=-3.3,
+                                    compact=False),
 }
 
 
@@ -402,3 +411,34 @@ def test_decoder_positions_count_on_a_hand_trace():
     assert mod.count(tr, tok, n_in_sample=4) == {"loop": 14, "distinct_prefixes": 10}
     # items 2 and 3 unseen: their V has 3 digits, so 156 and 789 are not needed
     assert mod.count(tr, tok, n_in_sample=2) == {"loop": 14, "distinct_prefixes": 8}
+
+
+def test_learned_final_ranking_scores_by_its_features(world):
+    """With final_weights the final list is ordered by weights · features: the trace's final scores are exactly that
+    product for every drafted item, the list's scores come from them (or from fill beams), and zero weights on all but
+    V reproduce V's order (the paper's ranking) on the accepted items."""
+    from specgr.speculate.learned_rank import FEATURES
+
+    model, d, sids, hist, hl = world
+    cfg = CONFIGS["learned-few-accepted"]
+    res = SpecGR(model, d, sids, cfg).recommend(hist, hl, trace=True)
+    assert (res.sources == SOURCE_BEAM).any(), "the setting must exercise the fill beams"
+    for t in res.traces:
+        finals = {int(i): float(f) for r in t.rounds for i, f in zip(r.drafted, r.final_scores)}
+        for item, score, src in zip(t.items.tolist(), t.scores.tolist(), t.sources):
+            if src != "beam":
+                assert score == pytest.approx(finals[item], abs=1e-5)
+        assert np.all(np.diff(t.scores) <= 1e-6), "sorted by the learned score"
+    only_v = tuple(1.0 if f == "V" else 0.0 for f in FEATURES)
+    a = SpecGR(model, d, sids, small(final_weights=only_v, length_rule="prefix_len", min_len=1,
+                                     threshold=-3.9)).recommend(hist, hl)
+    b = SpecGR(model, d, sids, small(length_rule="prefix_len", min_len=1, threshold=-3.9)).recommend(hist, hl)
+    assert torch.equal(a.items, b.items)
+
+
+def test_final_weights_are_checked():
+    with pytest.raises(ValueError, match="Fix: fit them"):
+        SpecGRConfig(final_weights=(1.0, 2.0))
+    with pytest.raises(ValueError, match="fusion_weight=0"):
+        SpecGRConfig(final_weights=LEARNED_W, fusion_weight=1.0)
+    assert SpecGRConfig(final_weights=list(LEARNED_W)).final_weights == LEARNED_W  # JSON lists: hashable tuples

@@ -100,8 +100,9 @@ def drafter_scores(drafter, history, hist_len, items: torch.Tensor) -> torch.Ten
     product with the user's query vector; 0 for item -1). Needs an embedding drafter (an `index` and
     `query_embeddings`), as every drafter in this package is."""
     if not (hasattr(drafter, "index") and hasattr(drafter, "query_embeddings")):
-        raise ValueError(f"fusion_weight > 0 needs an embedding drafter; {type(drafter).__name__} has no index. "
-                         "Fix: fusion_weight=0, or a drafter built on specgr.drafters.base.EmbeddingDrafter.")
+        raise ValueError(f"fusion_weight > 0 or final_weights need an embedding drafter; {type(drafter).__name__} "
+                         "has no index. Fix: fusion_weight=0 and final_weights=None, or a drafter built on "
+                         "specgr.drafters.base.EmbeddingDrafter.")
     dev = getattr(drafter, "device", history.device)
     q = drafter.query_embeddings(history.to(dev), hist_len.to(dev))
     return drafter.index.score(q, items.to(dev)).to(items.device)

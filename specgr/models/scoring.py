@@ -90,8 +90,9 @@ def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.
 def score_candidates(model: TIGER, enc, enc_mask, cand_items: torch.Tensor, sid_tokens, n_in_sample: int,
                      length_rule: str = "paper", prefix_len: torch.Tensor | None = None, min_len: int = 3,
                      chunk: int | None = None, beam: Beam | None = None,
-                     advance: BeamAdvance | None = None) -> torch.Tensor:
-    """Verification scores V (B, R) fp32 of candidate items.
+                     advance: BeamAdvance | None = None, return_logprobs: bool = False):
+    """Verification scores V (B, R) fp32 of candidate items; with return_logprobs, (V, lp, m): also each digit's
+    log-prob lp (B, R, 4) fp32 and the number of digits m (B, R) that V averages (what a learned final ranking reads).
 
     enc (B, T, d) or an EncoderState (computed once per batch and reused: cheaper); enc_mask (B, T);
     cand_items (B, R) item ids, -1 = pad (score -inf); sid_tokens (N, 4) or a SemanticIDs (then prefix_len defaults
@@ -118,8 +119,9 @@ def score_candidates(model: TIGER, enc, enc_mask, cand_items: torch.Tensor, sid_
     lp = torch.cat([prefix_digit_logprobs(model, state, tok[:, i:i + step], beam, advance) if reuse
                     else digit_logprobs(model, state, None, tok[:, i:i + step]) for i in range(0, R, step)], 1) if R \
         else torch.zeros(B, 0, N_DIGITS, device=dev)
-    v = length_normalized(lp, candidate_lengths(c, n_in_sample, length_rule, prefix_len, min_len))
-    return v.masked_fill(~valid, float("-inf"))
+    m = candidate_lengths(c, n_in_sample, length_rule, prefix_len, min_len)
+    v = length_normalized(lp, m).masked_fill(~valid, float("-inf"))
+    return (v, lp, m) if return_logprobs else v
 
 
 @torch.no_grad()

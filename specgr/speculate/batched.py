@@ -25,10 +25,12 @@ from torch.profiler import record_function
 
 from specgr.drafters.base import drafter_scores
 from specgr.models.beam import NEG_INF, beam_search
+from specgr.models.scoring import candidate_lengths
 from specgr.sid.semantic_ids import N_DIGITS
 from specgr.utils import as_long, resolve_device
 from specgr.speculate import steps
 from specgr.speculate.config import SpecGRConfig
+from specgr.speculate.learned_rank import candidate_features, learned_score
 from specgr.speculate.trace import (SOURCE_ACCEPTED, SOURCE_BEAM, SOURCE_FILL, SOURCE_NAMES, SOURCE_NONE, RoundTrace,
                                     SpecGRResult, UserTrace)
 
@@ -128,10 +130,13 @@ class SpecGR:
         cand_v = torch.full((B, M), NEG_INF, device=dev)
         cand_acc = torch.zeros(B, M, dtype=torch.bool, device=dev)
         cand_ds = torch.full((B, M), 0.0, device=dev)  # drafter scores: the trace, and the fused final score
+        learned = cfg.final_weights is not None
+        cand_fs = torch.full((B, M), NEG_INF, device=dev) if learned else None  # learned final scores
         n_acc = torch.zeros(B, dtype=torch.long, device=dev)
         n_rounds = torch.zeros(B, dtype=torch.long, device=dev)
         fin = (torch.zeros(B, W, N_DIGITS, dtype=torch.long, device=dev), torch.full((B, W), NEG_INF, device=dev),
-               torch.zeros(B, W, dtype=torch.bool, device=dev))  # final 4-digit beams, for users that need fill
+               torch.zeros(B, W, dtype=torch.bool, device=dev),
+               torch.zeros(B, W, N_DIGITS, device=dev))  # final 4-digit beams (+ digit log-probs), for the fill-up
         round_beams = []  # trace only: per round, (active rows, beam) after the beam step
 
         with steps.autocast(dev, cfg.autocast), record_function("specgr.encode"):
@@ -155,7 +160,12 @@ class SpecGR:
             with steps.autocast(dev, cfg.autocast), record_function("specgr.verify"):
                 extends = rnd == 1 or cfg.uses_prefixes(rnd)  # drafts extend these prefixes: reuse them
                 guide, guide_adv = (beam, adv) if extends else (None, None)
-                v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len, guide, guide_adv)
+                v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len, guide, guide_adv,
+                                 return_logprobs=learned)
+            if learned:  # the learned final score reads V's digit log-probs (before the new-item bonus)
+                v, lp, m = v
+                fs = learned_score(cfg.final_weights,
+                                   candidate_features(ids, ds.to(dev), lp, m, sids.prefix_len, sids.n_in_sample))
             if not compact:  # a finished user's new drafts are dropped: its buffers stay as its last round left them
                 ids, v = ids.masked_fill(~live[:, None], -1), v.masked_fill(~live[:, None], NEG_INF)
             v = v + cfg.new_item_bonus * (ids >= sids.n_in_sample)  # 0 in the paper; pads stay -inf
@@ -163,6 +173,8 @@ class SpecGR:
             n = ids.shape[1]
             cand[rows, lo:lo + n], cand_v[rows, lo:lo + n], cand_acc[rows, lo:lo + n] = ids, v, acc
             cand_ds[rows, lo:lo + n] = ds.float().to(dev).masked_fill(ids < 0, 0.0)
+            if learned:
+                cand_fs[rows, lo:lo + n] = fs.masked_fill(ids < 0, NEG_INF)
             n_acc[rows] += acc.sum(1)
             n_rounds[rows] = torch.where(live, rnd, n_rounds[rows])
             # 3. per-user early exit: compact the active set (the one host sync of the round); without compaction the
@@ -188,12 +200,13 @@ class SpecGR:
                 with steps.autocast(dev, cfg.autocast):
                     beam = steps.beam_step(self.model, sids, state, beam, W, in_sample_only=in_only)
             fin[0][rows], fin[1][rows], fin[2][rows] = beam.tokens, beam.scores.float(), beam.valid
+            fin[3][rows] = beam.logprobs.float().masked_fill(~beam.valid[..., None], 0.0)
 
         with record_function("specgr.finalize"):
-            items, scores, sources = self._finalize(cand, cand_v, cand_ds, cand_acc, n_acc, fin, K, drafts)
+            items, scores, sources = self._finalize(cand, cand_v, cand_ds, cand_acc, n_acc, fin, K, drafts, cand_fs)
         res = SpecGRResult(items, scores, sources, n_rounds, n_acc, (cand >= 0).sum(1))
         if trace:
-            res.traces = self._traces(res, cand, cand_v, cand_acc, cand_ds, round_beams)
+            res.traces = self._traces(res, cand, cand_v, cand_acc, cand_ds, round_beams, cand_fs)
         return res
 
     def _draft(self, drafts, rows: torch.Tensor, cand: torch.Tensor, beam, rnd: int, lo: int):
@@ -225,17 +238,18 @@ class SpecGR:
         return torch.cat(out_i), torch.cat([x.to(dev) for x in out_s])
 
     # ------------------------------------------------------------------ final lists
-    def _finalize(self, cand, cand_v, cand_ds, cand_acc, n_acc, fin, K: int, drafts):
+    def _finalize(self, cand, cand_v, cand_ds, cand_acc, n_acc, fin, K: int, drafts, cand_fs=None):
         """Buffers -> items (B, K), scores (B, K), sources (B, K); see ReferenceSpecGR.finalize for the rule.
 
         Columns: M candidates in drafting order, then the W final beams in beam order. The selection is
         (accepted, top-K of them by score or by drafting order) + (pool = rejected candidates and never-drafted beams,
         top max(K - #accepted, 0) by score); the selection is then sorted by score. Score = V (candidates) or beam
-        log-prob / 4 (beams), plus fusion_weight * drafter score.
+        log-prob / 4 (beams), plus fusion_weight * drafter score; or, with final_weights, the learned score of both
+        (cand_fs (B, M), computed per round; the beams' from their digit log-probs fin[3]).
         """
         B, M = cand.shape
         w = self.cfg.fusion_weight
-        cand_sc = cand_v + w * cand_ds if w else cand_v
+        cand_sc = cand_fs if cand_fs is not None else (cand_v + w * cand_ds if w else cand_v)
         # accepted part: all of them when < K were accepted, else the top K by score (v-old) or the first K (v-new)
         if self.cfg.accept_topk_by == "score":
             acc_rank = desc_rank(cand_sc, cand_acc)
@@ -243,7 +257,7 @@ class SpecGR:
             acc_rank = cand_acc.long().cumsum(1) - 1
         acc_sel = cand_acc & (acc_rank < K)
         # fill-up pool: rejected candidates and final beams that were never drafted (nor in the history)
-        f_tok, f_sc, f_ok = fin
+        f_tok, f_sc, f_ok, f_lp = fin
         W = f_tok.shape[1]
         b_items = self.sids.lookup(f_tok.reshape(B * W, N_DIGITS)).view(B, W)
         b_drafted = (b_items[:, :, None] == cand[:, None, :]).any(2)  # (B, W, M); small: W, M ~ 10^2
@@ -251,7 +265,9 @@ class SpecGR:
             b_drafted |= (b_items[:, :, None] == drafts.hist[:, None, :]).any(2)
         b_ok = f_ok & (b_items >= 0) & ~b_drafted
         b_sc = f_sc / N_DIGITS
-        if w:
+        if cand_fs is not None:
+            b_sc = self._beam_learned_score(b_items, f_lp, drafts)
+        elif w:
             b_sc = b_sc + w * drafts.score(torch.arange(B, device=cand.device), b_items)
         ids = torch.cat([cand, b_items], 1)
         sc = torch.cat([cand_sc, b_sc], 1)
@@ -276,10 +292,20 @@ class SpecGR:
             sources = torch.cat([sources, sources.new_full((B, pad), SOURCE_NONE)], 1)
         return items, scores, sources
 
+    def _beam_learned_score(self, b_items: torch.Tensor, b_lp: torch.Tensor, drafts) -> torch.Tensor:
+        """The learned final score of the final beams: b_items (B, W) (-1 = none), b_lp (B, W, 4) their digit
+        log-probs -> (B, W); features as for a drafted item (digit log-probs from the beam, V by the config's rule)."""
+        cfg, sids = self.cfg, self.sids
+        ds = drafts.score(torch.arange(b_items.shape[0], device=b_items.device), b_items)
+        m = candidate_lengths(b_items.clamp(min=0), sids.n_in_sample, cfg.length_rule, sids.prefix_len, cfg.min_len)
+        return learned_score(cfg.final_weights,
+                             candidate_features(b_items, ds, b_lp, m, sids.prefix_len, sids.n_in_sample))
+
     # ------------------------------------------------------------------ traces (trace=True only)
-    def _traces(self, res, cand, cand_v, cand_acc, cand_ds, round_beams) -> list[UserTrace]:
+    def _traces(self, res, cand, cand_v, cand_acc, cand_ds, round_beams, cand_fs=None) -> list[UserTrace]:
         cfg, d = self.cfg, self.cfg.draft_size
         cand, cand_v, cand_acc, cand_ds = (t.cpu().numpy() for t in (cand, cand_v, cand_acc, cand_ds))
+        cand_fs = None if cand_fs is None else cand_fs.cpu().numpy()
         items, scores, sources = (t.cpu().numpy() for t in (res.items, res.scores, res.sources))
         n_rounds = res.n_rounds.cpu().numpy()
         where = [{int(u): j for j, u in enumerate(rb[0].tolist())} for rb in round_beams]
@@ -291,6 +317,8 @@ class SpecGR:
                 m = cand[u, s] >= 0
                 rt = RoundTrace(r, r - 1 if cfg.uses_prefixes(r) else 0, cand[u, s][m], cand_ds[u, s][m],
                                 cand_v[u, s][m], cand_acc[u, s][m])
+                if cand_fs is not None:
+                    rt.final_scores = cand_fs[u, s][m]
                 if r <= len(round_beams) and u in where[r - 1]:
                     j = where[r - 1][u]
                     tok, sc, ok = (t[j] for t in round_beams[r - 1][1:])

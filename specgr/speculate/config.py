@@ -26,6 +26,10 @@ class SpecGRConfig:
     #                              were never seen after its prefix in training, so V charges it for unseen tokens
     fusion_weight: float = 0.0  # final score = V + w * drafter score (LIGER-style fusion); 0 = rank by V alone
     exclude_history: bool = False  # never draft or list an item of the user's own history (targets never repeat)
+    # learned final ranking (specgr.speculate.learned_rank): final score = these weights · the item's features
+    # (drafter score, V, new flag, digit log-probs, new item's prefix length), fitted on valid by the tune stage's
+    # "learned" variant; None = V (+ fusion_weight × drafter score). Acceptance stays V (+ bonus) > γ either way
+    final_weights: tuple | None = None
     autocast: bool = True  # bf16 autocast for model calls on CUDA (ignored on CPU)
     # batched loop only, same lists either way: True = users with >= K accepted leave the active set after each round
     # (one host sync per round; saves compute when many exit early); False = static shapes, finished users masked in
@@ -50,6 +54,18 @@ class SpecGRConfig:
                               ("fill", ("paper",))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}. Fix: use one of {', '.join(allowed)}.")
+
+        if self.final_weights is not None:
+            from specgr.speculate.learned_rank import FEATURES
+
+            self.final_weights = tuple(float(x) for x in self.final_weights)  # lists from JSON/YAML: hashable
+            if len(self.final_weights) != len(FEATURES):
+                raise ValueError(f"final_weights has {len(self.final_weights)} values; the learned final ranking "
+                                 f"reads {len(FEATURES)} features {FEATURES}. Fix: fit them with the tune stage's "
+                                 "'learned' variant (or specgr.speculate.learned_rank.fit_final_weights).")
+            if self.fusion_weight:
+                raise ValueError(f"fusion_weight={self.fusion_weight} with final_weights: the learned final score "
+                                 "already weighs the drafter score. Fix: fusion_weight=0.")
 
     def compacts(self, device) -> bool:
         """Whether the batched loop compacts its active set on `device` (resolves compact=None)."""

@@ -21,6 +21,8 @@ import torch
 from specgr.speculate import steps
 from specgr.speculate.config import SpecGRConfig
 from specgr.drafters.base import drafter_scores
+from specgr.models.scoring import candidate_lengths
+from specgr.speculate.learned_rank import candidate_features, learned_score
 from specgr.sid.semantic_ids import N_DIGITS
 from specgr.speculate.trace import (SOURCE_ACCEPTED, SOURCE_BEAM, SOURCE_FILL, SOURCE_NAMES, SOURCE_NONE, RoundTrace,
                                     SpecGRResult, UserTrace)
@@ -70,12 +72,16 @@ class ReferenceSpecGR:
             if guide is not None and not bool(allowed[0, ids].all()):
                 raise ValueError("the drafter returned items outside the allowed beam prefixes (Drafter protocol)")
             with steps.autocast(dev, cfg.autocast):
-                V = steps.verify(self.model, sids, state, ids[None], cfg.length_rule, cfg.min_len, guide)[0]
-            V = V + cfg.new_item_bonus * (ids >= sids.n_in_sample)
+                V, lp, m = steps.verify(self.model, sids, state, ids[None], cfg.length_rule, cfg.min_len, guide,
+                                        return_logprobs=True)
+            V = V[0] + cfg.new_item_bonus * (ids >= sids.n_in_sample)
             acc = V > cfg.threshold
             drafted += ids.tolist()
             n_acc += int(acc.sum())
             rt = RoundTrace(rnd, plen, ids.cpu().numpy(), dscores.cpu().numpy(), V.cpu().numpy(), acc.cpu().numpy())
+            if cfg.final_weights is not None:  # the learned final score: from V's digit log-probs, before the bonus
+                feats = candidate_features(ids[None], dscores[None], lp, m, sids.prefix_len, sids.n_in_sample)
+                rt.final_scores = learned_score(cfg.final_weights, feats)[0].cpu().numpy()
             tr.rounds.append(rt)
             # 3. adaptive exit
             if n_acc >= K:
@@ -101,41 +107,52 @@ class ReferenceSpecGR:
         """Fill tr.items / scores / sources / is_new.
 
         The score of an item is V (a drafted candidate) or its beam log-prob / 4 (a final beam), plus
-        fusion_weight * its drafter score (0 in the paper). >= K accepted: top-K accepted by score
+        fusion_weight * its drafter score (0 in the paper); with final_weights, the learned score of its features
+        (specgr.speculate.learned_rank; a beam's digit log-probs are its own). >= K accepted: top-K accepted by score
         (accept_topk_by="score") or the first K accepted in drafting order ("order"). Otherwise: all accepted + the
         best (K - #accepted) of a pool made of the rejected candidates and the final beam sequences that were never
         drafted (nor in the history, with exclude_history). The list is then sorted by score. Ties keep the pool
         order: drafted items by drafting order, then beams.
         """
-        w = self.cfg.fusion_weight
+        cfg, sids = self.cfg, self.sids
+        w, learned = cfg.fusion_weight, cfg.final_weights is not None
         cands = []  # (score, position, item, source)
         pos = 0
         for r in tr.rounds:
-            for i, v, d, a in zip(r.drafted.tolist(), r.verify_scores.tolist(), r.draft_scores.tolist(),
-                                  r.accepted.tolist()):
-                cands.append((v + w * d if w else v, pos, i, SOURCE_ACCEPTED if a else SOURCE_FILL))
+            final = r.final_scores.tolist() if learned else [None] * len(r.drafted)
+            for i, v, d, a, f in zip(r.drafted.tolist(), r.verify_scores.tolist(), r.draft_scores.tolist(),
+                                     r.accepted.tolist(), final):
+                cands.append((f if learned else (v + w * d if w else v), pos, i, SOURCE_ACCEPTED if a else SOURCE_FILL))
                 pos += 1
         by_score = lambda c: (-c[0], c[1])  # noqa: E731  (descending score, then pool position)
         accepted = [c for c in cands if c[3] == SOURCE_ACCEPTED]
         if len(accepted) >= K:
-            chosen = sorted(accepted, key=by_score)[:K] if self.cfg.accept_topk_by == "score" else accepted[:K]
+            chosen = sorted(accepted, key=by_score)[:K] if cfg.accept_topk_by == "score" else accepted[:K]
         else:
             skip = {c[2] for c in cands}
-            if self.cfg.exclude_history:
+            if cfg.exclude_history:
                 skip |= set(hist[0, :int(hl[0])].tolist())
             pool = [c for c in cands if c[3] == SOURCE_FILL]
             tok, sc, ok = beam.tokens[0], beam.scores[0], beam.valid[0]
-            items = self.sids.lookup(tok)  # constrained beams are real items
-            d = drafter_scores(self.drafter, hist, hl, items[None])[0].tolist() if w else [0.0] * len(items)
-            for j, (item, s, o) in enumerate(zip(items.tolist(), sc.float().tolist(), ok.tolist())):
+            items = sids.lookup(tok)  # constrained beams are real items
+            d = drafter_scores(self.drafter, hist, hl, items[None])[0] if w or learned else torch.zeros(len(items))
+            if learned:  # the beam's own digit log-probs, V by the config's length rule
+                m = candidate_lengths(items.clamp(min=0), sids.n_in_sample, cfg.length_rule, sids.prefix_len,
+                                      cfg.min_len)
+                lp = beam.logprobs[0].float().masked_fill(~ok[:, None], 0.0)
+                bs = learned_score(cfg.final_weights,
+                                   candidate_features(items, d, lp, m, sids.prefix_len, sids.n_in_sample)).tolist()
+            else:
+                bs = (sc.float() / N_DIGITS + w * d.float().to(sc.device)).tolist()
+            for j, (item, o) in enumerate(zip(items.tolist(), ok.tolist())):
                 if o and item >= 0 and item not in skip:
-                    pool.append((s / N_DIGITS + w * d[j], pos + j, item, SOURCE_BEAM))
+                    pool.append((bs[j], pos + j, item, SOURCE_BEAM))
             chosen = accepted + sorted(pool, key=by_score)[:K - len(accepted)]
         chosen = sorted(chosen, key=by_score)
         tr.items = np.array([c[2] for c in chosen], dtype=np.int64)
         tr.scores = np.array([c[0] for c in chosen], dtype=np.float32)
         tr.sources = [SOURCE_NAMES[c[3]] for c in chosen]
-        tr.is_new = tr.items >= self.sids.n_in_sample
+        tr.is_new = tr.items >= sids.n_in_sample
 
     def recommend(self, history, hist_len, k: int | None = None, trace: bool = False) -> SpecGRResult:
         """history (B, H), hist_len (B,) -> SpecGRResult with the same layout as the batched SpecGR (host tensors)."""

@@ -41,8 +41,9 @@ def encode(model, sids, history: torch.Tensor, hist_len: torch.Tensor):
 
 
 def verify(model, sids, state, ids: torch.Tensor, length_rule: str, min_len: int, beam: Beam | None = None,
-           advance: BeamAdvance | None = None) -> torch.Tensor:
+           advance: BeamAdvance | None = None, return_logprobs: bool = False):
     """ids (B, R) candidate items (-1 pad) -> V (B, R) float32, the length-normalised log-likelihood; -inf at pads.
+    return_logprobs: (V, lp (B, R, 4), m (B, R)), the digit log-probs and digit counts behind V (`score_candidates`).
 
     beam: in guided rounds, the beam whose prefixes the drafts were restricted to; the verifier then reuses each
     candidate's prefix (its parent beam's digit log-probs and KV cache) and decodes only the remaining digits.
@@ -50,6 +51,9 @@ def verify(model, sids, state, ids: torch.Tensor, length_rule: str, min_len: int
     (`beam_advance`, which the beam step then reuses): the first digit after the prefix is read from it, not decoded
     per candidate; with it, the empty beam of round 1 is a prefix every draft extends.
     """
-    V = score_candidates(model, state, None, ids, sids.tokens, sids.n_in_sample, length_rule=length_rule,
-                         prefix_len=sids.prefix_len, min_len=min_len, beam=beam, advance=advance).float()
-    return V.masked_fill(ids < 0, float("-inf"))
+    out = score_candidates(model, state, None, ids, sids.tokens, sids.n_in_sample, length_rule=length_rule,
+                           prefix_len=sids.prefix_len, min_len=min_len, beam=beam, advance=advance,
+                           return_logprobs=return_logprobs)
+    V, rest = (out[0], out[1:]) if return_logprobs else (out, ())
+    V = V.float().masked_fill(ids < 0, float("-inf"))
+    return (V, *rest) if return_logprobs else V

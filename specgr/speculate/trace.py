@@ -32,6 +32,7 @@ class RoundTrace:
     # beam after this round's beam step: guides the next round's re-draft (and, after the last round, the fill-up)
     beam_tokens: np.ndarray | None = None  # (P, L) SID token prefixes, L = round
     beam_scores: np.ndarray | None = None  # (P,) summed log-probs
+    final_scores: np.ndarray | None = None  # (n,) learned final scores (only with SpecGRConfig.final_weights)
 
 
 @dataclass

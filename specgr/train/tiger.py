@@ -119,12 +119,26 @@ def validation_catalog(ds, sids, pool: str = "valid"):
     return SemanticIDs(codes[ids], n_in, sids.C, sids.collision_size, sids.on_overflow), ids
 
 
+def _subset_index(n: int, max_rows: int | None, seed: int) -> np.ndarray:
+    """Sorted row indices of the seeded subset of n rows (all rows when max_rows is None or >= n)."""
+    if max_rows and n > max_rows:
+        return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+    return np.arange(n)
+
+
 def valid_rows_subset(ds, max_rows: int | None, seed: int):
     """The valid split, or a fixed seeded subset of it (sorted row order)."""
     v = ds.rows("valid")
-    if max_rows and len(v) > max_rows:
-        v = v.subset(np.sort(np.random.default_rng(seed).choice(len(v), max_rows, replace=False)))
-    return v
+    idx = _subset_index(len(v), max_rows, seed)
+    return v if len(idx) == len(v) else v.subset(idx)
+
+
+def valid_rows_outside(ds, max_rows: int | None, seed: int, limit: int | None = None):
+    """The valid rows that `valid_rows_subset(ds, max_rows, seed)` leaves out, or a seeded subset of at most `limit`
+    of them (sorted row order): rows to fit something on that is then tuned or scored on the subset. May be empty."""
+    v = ds.rows("valid")
+    rest = np.setdiff1d(np.arange(len(v)), _subset_index(len(v), max_rows, seed))
+    return v.subset(rest[_subset_index(len(rest), limit, seed + 1)])
 
 
 @torch.no_grad()
