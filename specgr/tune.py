@@ -30,6 +30,8 @@ class Knob:
 
     def beyond(self, v, direction: int):
         """The next value past v (direction +1 up, -1 down), or None at the domain bound."""
+        if math.isinf(v):  # an infinite end of the domain (threshold -inf): nothing lies past it
+            return None
         if self.step is not None:
             n = round(v + direction * self.step, 6)
         elif v == 0:
@@ -47,13 +49,21 @@ class Knob:
         return n
 
 
+# an infinite domain end (threshold: lo = -inf, where every draft is accepted) is probed once the widenings are spent
+# with the best value still on that edge: a metric that keeps creeping up as γ falls (acceptance -> 1) ends at the
+# limit itself, a legitimate optimum; where the limit scores worse, the edge stays an edge (an error, as before)
 KNOBS = {
-    "threshold": Knob((-1.0, -1.4, -1.8, -2.2, -2.6, -3.0), step=0.4),
+    "threshold": Knob((-1.0, -1.4, -1.8, -2.2, -2.6, -3.0), step=0.4, lo=-math.inf),
     "draft_size": Knob((20, 50, 100), factor=2.0, lo=1, hi=800, integer=True),
     "num_beams": Knob((10, 30, 50), factor=2.0, lo=1, hi=400, integer=True),
     "new_item_bonus": Knob((0.0, 1.0, 2.0, 3.0), step=1.0, lo=0.0),
     "fusion_weight": Knob((0.0, 1.0, 3.0, 10.0), factor=3.0, lo=0.0),
 }
+
+
+def _distance(a, b) -> float:
+    """|a - b|, and 0 for equal values (infinite ones too: -inf - -inf is nan)."""
+    return 0.0 if a == b else abs(a - b)
 
 
 class EdgeError(ValueError):
@@ -146,7 +156,7 @@ def coordinate_search(score, base, knobs: list[str], metric=lambda r: r, grids: 
             widen, at_bound = 0, False
             while True:
                 # ties keep the value closest to the current one, so a pass with nothing to gain changes nothing
-                best = max(grid, key=lambda v: (metric(results[v]), -abs(v - getattr(cur, k))))
+                best = max(grid, key=lambda v: (metric(results[v]), -_distance(v, getattr(cur, k))))
                 edge = 0 if len(grid) < 2 else (-1 if best == grid[0] else (1 if best == grid[-1] else 0))
                 if edge == 0:
                     break
@@ -155,6 +165,11 @@ def coordinate_search(score, base, knobs: list[str], metric=lambda r: r, grids: 
                     at_bound = True
                     break
                 if widen >= max_widen:
+                    limit = spec.lo if edge < 0 else spec.hi
+                    if limit is not None and math.isinf(limit) and limit not in results:
+                        r = point(cur.replace(**{k: limit}))
+                        if metric(r) >= metric(results[best]):  # saturating: the limit is the optimum
+                            grid, results[limit], best, at_bound = sorted(set(grid) | {limit}), r, limit, True
                     break
                 widen += 1
                 grid = sorted(set(grid) | {nxt})

@@ -105,3 +105,22 @@ def test_unseen_floor_ranks_settings_below_it_last():
     score = lambda c: {0.0: hi, 1.0: lo, 2.0: worse, 3.0: worse}[c.new_item_bonus]  # noqa: E731
     assert coordinate_search(score, SpecGRConfig(), ["new_item_bonus"], metric=m)[0].new_item_bonus == 0.0
     assert coordinate_search(score, SpecGRConfig(), ["new_item_bonus"], metric=f)[0].new_item_bonus == 1.0
+
+
+def test_threshold_that_keeps_creeping_up_ends_at_accept_everything():
+    """A metric that rises ever more slowly as γ falls (acceptance -> 1, as SpecGR_Aux vnew on Games in release 13)
+    ends at γ = -inf once the widenings are spent: the knob's domain end, so interior; a second pass keeps it."""
+    import math
+
+    score = lambda c: 1.0 - math.exp(c.threshold)  # noqa: E731  (strictly rising as γ falls; the limit, 1.0, is best)
+    best, out = coordinate_search(score, SpecGRConfig(), ["threshold"], max_widen=2, passes=2)
+    assert best.threshold == -math.inf
+    c = out["choices"][0]
+    assert c["chosen"] == -math.inf and c["at_domain_bound"] and c["interior"]
+
+
+def test_threshold_edge_with_a_worse_limit_still_fails():
+    """Where γ = -inf scores worse than the grid's lowest value, the edge stays an edge: an error that names the fix."""
+    score = lambda c: -abs(c.threshold + 9.0) if c.threshold > -1e9 else -100.0  # noqa: E731  (peak at -9, far out)
+    with pytest.raises(EdgeError, match="Fix"):
+        coordinate_search(score, SpecGRConfig(), ["threshold"], max_widen=1)
