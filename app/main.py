@@ -331,7 +331,15 @@ def speculation_view(run):
         st.markdown("**Verification score of every draft, per round** (accepted above the γ line)")
         st.plotly_chart(H.verify_chart(df, s.gamma, s.delta), width="stretch", key="verify_chart")
     with right:
-        st.markdown(f"**Final top-{len(run.items)}**: source (accepted draft, fill-in by V, or final beam) first")
+        c = run.cfg
+        if c is not None and c.final_weights is not None:
+            by = "the learned final score"
+        elif c is not None and c.fusion_weight:
+            by = f"V + {c.fusion_weight:g} × drafter score"
+        else:
+            by = "V"
+        st.markdown(f"**Final top-{len(run.items)}**, ranked by {by}: source (accepted draft, fill-in, or final "
+                    "beam) first")
         st.dataframe(H.final_frame(B, run, s.target), hide_index=True, height=380, key="final_table",
                      column_config=TABLE_COLS)
     st.markdown("**Rounds**: every draft (accepted/rejected, drafter score, verification V) and the beam prefixes "
