@@ -103,6 +103,13 @@ def test_bundle_adds_a_new_item(tiny_run):
     np.testing.assert_array_equal(b.sids.codes[:n0].numpy(), p.sids().codes[:n0].numpy())
     after = b.specgr("encoder").recommend(rows.history[:4], rows.hist_len[:4]).items
     assert after.shape[0] == 4
+    # the learned variant's tuned config (its weights as tune.json's list) runs on the grown catalog too: the new item
+    # has its own features (new flag, prefix length)
+    import json
+
+    learned = json.loads((p.results_root / p.ds_name / "tune.json").read_text())["best"]["aux"]["learned"]
+    res = b.recommend(rows.history[:4], rows.hist_len[:4], drafter="aux", **learned)
+    assert res.items.shape == (4, learned["top_k"]) and (res.items >= 0).all()
 
 
 def test_bad_input_gets_clear_errors(tiny_run):
