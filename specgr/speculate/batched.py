@@ -200,7 +200,8 @@ class SpecGR:
                 with steps.autocast(dev, cfg.autocast):
                     beam = steps.beam_step(self.model, sids, state, beam, W, in_sample_only=in_only)
             fin[0][rows], fin[1][rows], fin[2][rows] = beam.tokens, beam.scores.float(), beam.valid
-            fin[3][rows] = beam.logprobs.float().masked_fill(~beam.valid[..., None], 0.0)
+            if learned:  # the learned final score reads the fill beams' digit log-probs
+                fin[3][rows] = beam.logprobs.float().masked_fill(~beam.valid[..., None], 0.0)
 
         with record_function("specgr.finalize"):
             items, scores, sources = self._finalize(cand, cand_v, cand_ds, cand_acc, n_acc, fin, K, drafts, cand_fs)
