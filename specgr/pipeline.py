@@ -84,7 +84,9 @@ VARIANTS = {
              ("threshold", "new_item_bonus", "fusion_weight", "draft_size", "num_beams")),
     # fair's verifier with a learned final ranking: weights over the drafter score, V, the new flag, each digit's
     # log-prob and the new item's prefix length, fitted on valid before the knobs are tuned (TuneConfig.learned_fit_*)
-    "learned": ({"length_rule": "prefix_len", "min_len": 1}, ("threshold", "draft_size", "num_beams")),
+    # (fusion_weight 0: the learned score already weighs the drafter score, whatever a preset's specgr section sets)
+    "learned": ({"length_rule": "prefix_len", "min_len": 1, "fusion_weight": 0.0},
+                ("threshold", "draft_size", "num_beams")),
 }
 
 

@@ -124,3 +124,13 @@ def test_threshold_edge_with_a_worse_limit_still_fails():
     score = lambda c: -abs(c.threshold + 9.0) if c.threshold > -1e9 else -100.0  # noqa: E731  (peak at -9, far out)
     with pytest.raises(EdgeError, match="Fix"):
         coordinate_search(score, SpecGRConfig(), ["threshold"], max_widen=1)
+
+
+def test_learned_variant_starts_without_fusion():
+    """A preset that sets fusion_weight still gets a learned variant it can fit (final_weights needs w = 0)."""
+    from specgr.pipeline import variant_config
+    from specgr.speculate.learned_rank import FEATURES
+
+    start = variant_config(SpecGRConfig(fusion_weight=3.0), "learned", "aux")
+    assert start.fusion_weight == 0.0 and start.length_rule == "prefix_len"
+    assert start.replace(final_weights=(0.0,) * len(FEATURES)).final_weights is not None

@@ -54,6 +54,5 @@ def verify(model, sids, state, ids: torch.Tensor, length_rule: str, min_len: int
     out = score_candidates(model, state, None, ids, sids.tokens, sids.n_in_sample, length_rule=length_rule,
                            prefix_len=sids.prefix_len, min_len=min_len, beam=beam, advance=advance,
                            return_logprobs=return_logprobs)
-    V, rest = (out[0], out[1:]) if return_logprobs else (out, ())
-    V = V.float().masked_fill(ids < 0, float("-inf"))
-    return (V, *rest) if return_logprobs else V
+    V = (out[0] if return_logprobs else out).float().masked_fill(ids < 0, float("-inf"))
+    return (V, *out[1:]) if return_logprobs else V
