@@ -9,7 +9,7 @@
 # written after it.
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 NGPU=$(nvidia-smi -L | wc -l)
-CAP=1.0; [ "$NGPU" -lt 4 ] && CAP=0.45
+if [ -z "${CAP:-}" ]; then CAP=1.0; [ "$NGPU" -lt 4 ] && CAP=0.45; fi  # CAP=1.0 for one lane on one card
 I=0
 start() {  # start NAME DATASET OVERRIDES...: launch one pipeline in its own session, once per machine
   local name=$1 ds=$2; shift 2
