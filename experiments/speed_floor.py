@@ -36,10 +36,9 @@ def free_verification():
     real = steps.verify
 
     def constant(model, sids, state, ids, *a, return_logprobs=False, **kw):
-        v = torch.full(ids.shape, -1e4, device=ids.device).masked_fill(ids < 0, float("-inf"))
         if return_logprobs:
-            raise ValueError("free_verification is for the paper's ranking (no learned final weights)")
-        return v
+            raise ValueError("free_verification is for the paper's ranking. Fix: a config without final_weights.")
+        return torch.full(ids.shape, -1e4, device=ids.device).masked_fill(ids < 0, float("-inf"))
 
     steps.verify = constant
     try:
