@@ -39,7 +39,7 @@ def prefixes(tokens: np.ndarray, max_len: int) -> set:
 
 
 def count(trace, sid_tokens: np.ndarray, n_in_sample: int, digit_logprobs: np.ndarray | None = None,
-          threshold: float = -1.4) -> dict:
+          threshold: float = SpecGRConfig.threshold) -> dict:
     """One user's SpecGRResult trace (paper length rule) -> {"loop": positions, "distinct_prefixes": the floor}, and
     with digit_logprobs ((n, 4): each drafted item's digit log-probs, in drafting order) "pruned_prefixes" too.
 

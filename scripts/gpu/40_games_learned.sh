@@ -7,8 +7,10 @@
 # As run: calls 2-4 on 1-GPU H100s (T=570 each). Call 3's tune stage ran out of memory under lanes.sh's 45% cap for
 # shared cards; call 4 resumed at the tune stage with the cap lifted:
 #   rm -f devresults/games.started devresults/games.rc; CAP=1.0 T=570 bash scripts/gpu/40_games_learned.sh
-# Run that way from the start (CAP=1.0) when the lane has the card to itself. docs/RESULTS.md §3.0g.
+# lanes.sh now derives the cap from LANES (one lane per card: the whole card), so a rerun needs no CAP.
+# docs/RESULTS.md §3.0g.
 source scripts/gpu/common.sh
 source scripts/gpu/lanes.sh
+LANES="games"
 start games amazon2018-game
-finish_lanes games
+finish_lanes $LANES

@@ -3,17 +3,19 @@
 # machine until every lane has ended; each call waits up to T s and brings back what has finished. Every lane sets
 # tune.on_edge=warn tune.max_widen=8: where the preset's own tuning (4 widenings, then an error) ends, this ends
 # identically; where it would stop with an error, this records the edge in tune.json instead.
-# With fewer than 4 GPUs, lanes share cards and each process may hold at most 45% of a card's memory.
+# Scripts set LANES (the lane names) before calling start: with more lanes than GPUs, lanes share cards and each
+# process may hold at most 45% of a card's memory; otherwise the whole card. CAP=<fraction> overrides.
 # AFTER (optional): a command each lane runs on its card once its pipeline has ended well, @NAME@ = the lane's name
 # (e.g. an experiment on the lane's bundle); its output goes to devresults/after_NAME.log, and the lane's rc file is
 # written after it.
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 NGPU=$(nvidia-smi -L | wc -l)
-if [ -z "${CAP:-}" ]; then CAP=1.0; [ "$NGPU" -lt 4 ] && CAP=0.45; fi  # CAP=1.0 for one lane on one card
 I=0
 start() {  # start NAME DATASET OVERRIDES...: launch one pipeline in its own session, once per machine
   local name=$1 ds=$2; shift 2
   local gpu=$(( I % NGPU )); I=$(( I + 1 ))
+  local n_lanes=$(echo ${LANES:-$name} | wc -w)
+  local cap=${CAP:-1.0}; [ -z "${CAP:-}" ] && [ "$n_lanes" -gt "$NGPU" ] && cap=0.45  # shared cards: 45% each
   [ -e "devresults/$name.started" ] && return
   mkdir -p "devruns/$name" "devresults/$name"
   [ -d .carry/runs ] && cp -rn .carry/runs/. "devruns/$name/"
@@ -22,7 +24,7 @@ start() {  # start NAME DATASET OVERRIDES...: launch one pipeline in its own ses
 torch.cuda.is_available() and torch.cuda.set_per_process_memory_fraction($0)
 from specgr.cli import main; sys.exit(main(sys.argv[1:]))" "${@:4}"; rc=$?
 [ $rc = 0 ] && [ -n "$3" ] && bash -c "$3" > "devresults/after_$2.log" 2>&1; echo $rc > "devresults/$2.rc"' \
-    "$CAP" "$gpu" "$name" "${AFTER//@NAME@/$name}" pipeline --data-root devdata/processed --runs "devruns/$name" \
+    "$cap" "$gpu" "$name" "${AFTER//@NAME@/$name}" pipeline --data-root devdata/processed --runs "devruns/$name" \
     --results "devresults/$name" \
     --dataset "$ds" --preset "$ds" --set tune.on_edge=warn tune.max_widen=8 "$@" \
     --stages "${STAGES:-sid,tiger,specgr_pp,aux,sasrec,export,tune,evaluate}" \
