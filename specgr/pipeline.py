@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from specgr import distributed as D
 from specgr.config import apply_overrides, config_hash, from_dict, load_preset
 from specgr.utils import resolve_device
 
@@ -230,6 +231,8 @@ class Pipeline:
         return f.exists() and json.loads(f.read_text()).get("hash") == h
 
     def _mark(self, name: str, h: str, wall: float, info: dict | None = None):
+        if D.get_rank() != 0:  # data-parallel stages run on every rank: one writer
+            return
         d = self._stage_dir(name)
         d.mkdir(parents=True, exist_ok=True)
         (d / "stage.json").write_text(json.dumps({"hash": h, "wall_s": wall, "info": info or {}}, indent=2,
@@ -252,6 +255,8 @@ class Pipeline:
         self._write_log()
 
     def _write_log(self):
+        if D.get_rank() != 0:
+            return
         (self.run_dir / "pipeline_log.json").write_text(json.dumps(
             {"timings_s": self.timings, "hashes": self.hashes, "device": self.device,
              "gpu": torch.cuda.get_device_name() if self.device.startswith("cuda") else None}, indent=2))

@@ -210,6 +210,7 @@ class SpecGRPPModule(L.LightningModule):
             self.register_buffer("item_table", tab)
             self.register_buffer("table_ready", torch.tensor(given))
         self.table_encode_s = 0.0
+        self.val_time_s = 0.0  # this rank's validation time (so a fit's training-only time can be reported)
         self._val: dict = {}
         self._n_val = 0
         self.best_val: dict = {}
@@ -299,7 +300,13 @@ class SpecGRPPModule(L.LightningModule):
             return self.item_table
         return encode_item_table(self.model, self.proj, self.sid_tokens, batch=self.cfg.item_batch_size)
 
+    def _synced_clock(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
     def on_validation_epoch_start(self):
+        self._val_t0 = self._synced_clock()
         self._index = RetrievalIndex(self.val_table().float(), backend="torch", device=self.device)
         self._val = {"ids": [], "target": []}
 
@@ -339,6 +346,7 @@ class SpecGRPPModule(L.LightningModule):
             self._best = score
             self.best_val = {"epoch": self.current_epoch, **res, "select": score}
         self._index, self._val = None, {}
+        self.val_time_s += self._synced_clock() - self._val_t0
 
 
 # ===================================================================== entry point
@@ -368,9 +376,11 @@ def _fit(lit: SpecGRPPModule, trainer: L.Trainer, ckpt, data: SpecGRPPData, fast
         lit.load_state_dict(ck["state_dict"], strict=False)  # non-persistent buffers (sid_tokens, pool) are not in it
         lit.on_load_checkpoint(ck)
     steps = trainer.global_step
+    train_only = dt - lit.val_time_s  # without the validations (for throughput; rank 0's clock)
     return {"best_ckpt": best, "best_score": None if ckpt.best_model_score is None else float(ckpt.best_model_score),
-            "epochs": trainer.current_epoch, "steps": steps, "train_time_s": dt,
-            "steps_per_s": steps / dt if dt > 0 else None, "best_val": lit.best_val,
+            "epochs": trainer.current_epoch, "steps": steps, "train_time_s": dt, "val_time_s": lit.val_time_s,
+            "steps_per_s": steps / dt if dt > 0 else None,
+            "train_only_steps_per_s": steps / train_only if train_only > 0 else None, "best_val": lit.best_val,
             "lr": getattr(lit, "lr_info", None), "world_size": trainer.world_size}
 
 

@@ -14,7 +14,8 @@ AdamW, linear warmup + cosine decay per step (HF `get_scheduler("cosine")`), opt
 GPU / fp32 on CPU. Resumable from <out_dir>/last.pt. Data-parallel (devices > 1, strategy "ddp"): every global batch is
 split over the ranks and the loss is normalised by the global batch's token count, so the averaged gradient is exactly
 the one-process gradient; validation rows are sharded without padding and reduced exactly (specgr.distributed); the
-lr follows an explicit rule (`lr_scaling`, default "none").
+lr follows an explicit rule (`lr_scaling`, default "none"). The step all-reduces the gradients itself rather than
+through DDP, so data-parallel steps are CUDA graphs too (specgr.train.step).
 
     model, info = train_tiger(ds, sids, tiger_preset("games"), TigerTrainConfig(epochs=30), "runs/tiger")
 
@@ -213,7 +214,12 @@ def train_tiger(ds, sids, model_cfg: TigerConfig, train_cfg: TigerTrainConfig | 
     if res is None:  # several processes: rank 0 left the result in a file (a spawn queue blocks on large payloads)
         f = out / RESULT_FILE
         blob = torch.load(f, map_location="cpu", weights_only=True)
-        f.unlink()
+        # under torchrun (or Fabric's subprocess launcher) every rank gets here: all read the file before rank 0
+        # removes it; under ddp_spawn only the launching process, which has no process group, does
+        if D.is_dist():
+            torch.distributed.barrier()
+        if D.get_rank() == 0:
+            f.unlink()
         res = blob["state"], json.loads(blob["info"])
     model = TIGER(model_cfg, sids.vocab_size)
     model.load_state_dict(res[0])
@@ -259,7 +265,7 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
     if model_cfg.text_dim > 0:
         model.set_item_text(tok, item_text)
     model = model.to(dev)
-    graphs = cfg.cuda_graphs and dev.type == "cuda" and world == 1
+    graphs = cfg.cuda_graphs and dev.type == "cuda"
     opt = adamw(model.parameters(), lr, cfg.weight_decay, capturable=graphs)
     step0, history, best = 0, [], {"score": -math.inf, "step": None}
     last = out / "last.pt"
@@ -273,12 +279,14 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
         # the loop time of the calls before this one, up to their last saved validation (so a run cut by a time limit
         # and resumed reports the time of all its calls, not only of the last)
         loop_s_before = float(st.get("loop_s", 0.0))
-    if world > 1:
-        model = fabric.setup_module(model)  # DDP; its forward is TIGER.forward
-    core = model.module if hasattr(model, "module") else model
-    step = TrainStep(model, opt, data, cfg.batch_size // world, cfg.grad_clip, cfg.label_smoothing, graphs=graphs,
-                     autocast=precision == "bf16-mixed", backward=fabric.backward if world > 1 else None,
-                     compile=cfg.compile)
+    if world > 1:  # the step all-reduces the gradients itself (specgr.train.step): start from rank 0's weights
+        import torch.distributed as dist
+
+        for t in list(model.parameters()) + list(model.buffers()):
+            dist.broadcast(t.data, 0)
+    core = model
+    step = TrainStep(model, opt, data, cfg.batch_size, cfg.grad_clip, cfg.label_smoothing, graphs=graphs,
+                     autocast=precision == "bf16-mixed", compile=cfg.compile, rank=rank, world=world)
     autocast = precision == "bf16-mixed"
 
     def run_validation(s: int) -> dict:
@@ -313,13 +321,7 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
             plan = data.epoch_plan(epoch, cfg.batch_size, cfg.seed)
             continue
         bucket, idx = plan[j]
-        if world > 1:  # this rank's slice of the global batch; normalise by the global token count / world
-            per = cfg.batch_size // world
-            norm = 5 * int((idx >= 0).sum()) / world
-            idx = idx[rank * per:(rank + 1) * per]
-            step.run(bucket, idx, norm)
-        else:
-            step.run(bucket, idx)
+        step.run(bucket, idx)  # the global batch: under data parallelism the step takes this rank's slice
         s += 1
         set_lr(opt, lr * cosine_schedule(s, warmup, total, cfg.min_lr_ratio))
         bar.update(1)
