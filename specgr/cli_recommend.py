@@ -30,31 +30,33 @@ def _overrides(a) -> dict:
 
 
 def cmd_recommend(a):
-    from tqdm.auto import tqdm
-
     from specgr.bundle import Bundle
     from specgr.data.histories import read_histories, write_recommendations
+    from specgr.distributed import get_rank, launched
+    from specgr.evaluate import run_recommender
     from specgr.speculate import SOURCE_NAMES
 
-    b = Bundle.load(a.checkpoint, data_root=a.data_root, device=resolve_device(a.device))
-    raw_ids = b.ds.items["raw_id"]
-    h = read_histories(a.histories, raw_ids, raw=a.raw_ids, max_history=b.ds.manifest["split"]["max_history"])
-    recommend = b.recommender(DRAFTER_OF[a.method], **_overrides(a))  # the knobs are checked here, once
-    items, scores, sources = [], [], []
-    for s in tqdm(range(0, len(h.users), a.batch_size), desc=f"recommend ({a.method})", unit="batch"):
-        r = recommend(h.history[s:s + a.batch_size], h.hist_len[s:s + a.batch_size]).cpu()
-        items.append(r.items.numpy())
-        scores.append(r.scores.float().numpy())
-        sources.append([[SOURCE_NAMES[int(x)] for x in row] for row in r.sources.tolist()])
-    items, scores = np.concatenate(items), np.concatenate(scores)
-    sources = [row for part in sources for row in part]
-    n = write_recommendations(a.out, h.users, items, scores, sources, raw_ids, b.ds.n_in_sample)
-    ok = items >= 0
-    counts = {name: sum(row.count(name) for row in sources) for name in ("accepted", "fill", "beam")}
-    print_table(f"specgr recommend: {a.method} on {b.ds.name}, {len(h.users):,} users -> {a.out}",
-                [("recommendations written", f"{n:,}"), *((f"source: {k}", f"{v:,}") for k, v in counts.items()),
-                 ("new items among them", f"{int((items[ok] >= b.ds.n_in_sample).sum()):,}"),
-                 ("device", str(b.device))], ("", "value"))
+    with launched(a.device) as device:  # under torchrun: one rank per GPU, users sharded, lists gathered
+        b = Bundle.load(a.checkpoint, data_root=a.data_root, device=device)
+        raw_ids = b.ds.items["raw_id"]
+        h = read_histories(a.histories, raw_ids, raw=a.raw_ids, max_history=b.ds.manifest["split"]["max_history"])
+        recommend = b.recommender(DRAFTER_OF[a.method], **_overrides(a))  # the knobs are checked here, once
+
+        def fn(history, hist_len):
+            r = recommend(history, hist_len)
+            return r.items, {"scores": r.scores, "sources": r.sources}  # (B, K) each, gathered with the items
+
+        items, per_slot, _ = run_recommender(fn, h, a.batch_size, device)
+        if get_rank() != 0:  # every rank holds every list: one writes them
+            return
+        sources = [[SOURCE_NAMES[int(x)] for x in row] for row in per_slot["sources"]]
+        n = write_recommendations(a.out, h.users, items, per_slot["scores"], sources, raw_ids, b.ds.n_in_sample)
+        ok = items >= 0
+        counts = {name: sum(row.count(name) for row in sources) for name in ("accepted", "fill", "beam")}
+        print_table(f"specgr recommend: {a.method} on {b.ds.name}, {len(h.users):,} users -> {a.out}",
+                    [("recommendations written", f"{n:,}"), *((f"source: {k}", f"{v:,}") for k, v in counts.items()),
+                     ("new items among them", f"{int((items[ok] >= b.ds.n_in_sample).sum()):,}"),
+                     ("device", str(b.device))], ("", "value"))
 
 
 def cmd_add_items(a):

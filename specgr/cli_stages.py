@@ -40,15 +40,22 @@ def cmd_sid(a):
 
 
 def cmd_train(a):
-    if a.lr_scaling:
-        a.set = (a.set or []) + [f"specgr_pp.lr_scaling={a.lr_scaling}"]
     multi = a.devices != 1 or a.num_nodes != 1 or a.strategy
-    if multi and a.model != "specgr++":
-        raise ValueError("multi-GPU training (--devices/--num-nodes/--strategy) is wired for `specgr train specgr++` "
-                         "(both SpecGR++ stages, which include TIGER's generation loss); the other models train on "
-                         "one device")
+    if multi and a.model not in ("tiger", "specgr++"):
+        raise ValueError("multi-GPU training (--devices/--num-nodes/--strategy) is wired for `specgr train tiger` and "
+                         "`specgr train specgr++`; aux and sasrec train on one device. Fix: drop those options.")
+    sets = []
+    if a.model == "tiger":  # TIGER's own trainer (Fabric) reads them from its config section
+        if multi:
+            sets += [f"tiger_train.devices={a.devices}", f"tiger_train.num_nodes={a.num_nodes}",
+                     f"tiger_train.strategy={a.strategy or 'ddp'}"]
+        if a.lr_scaling:
+            sets.append(f"tiger_train.lr_scaling={a.lr_scaling}")
+    elif a.lr_scaling:
+        sets.append(f"specgr_pp.lr_scaling={a.lr_scaling}")
+    a.set = (a.set or []) + sets
     p = _pipeline(a)
-    if multi:
+    if multi and a.model == "specgr++":
         p.trainer_kwargs = {"devices": a.devices, "num_nodes": a.num_nodes, **({"strategy": a.strategy}
                                                                                 if a.strategy else {})}
     p.stage_sid()
@@ -76,27 +83,32 @@ def _rec_cfg(a, bundle, method):
 
 def cmd_evaluate(a):
     from specgr.bundle import Bundle
+    from specgr.distributed import get_rank, launched
     from specgr.evaluate import evaluate, format_result, write_json
     from specgr.recommenders import make_recommender
 
-    device = str(resolve_device(a.device))
-    b = Bundle.load(a.checkpoint, data_root=a.data_root, device=device)
-    cfg = _rec_cfg(a, b, a.method)
-    sasrec = None
-    if a.method == "sasrec" and a.sasrec:
-        from specgr.drafters.sasrec import load_sasrec
+    with launched(a.device) as dev:  # under torchrun: one rank per GPU, rows sharded, lists gathered
+        device = str(dev)
+        b = Bundle.load(a.checkpoint, data_root=a.data_root, device=device)
+        cfg = _rec_cfg(a, b, a.method)
+        sasrec = None
+        if a.method == "sasrec" and a.sasrec:
+            from specgr.drafters.sasrec import load_sasrec
 
-        sasrec = load_sasrec(a.sasrec, ds=b.ds, device=device)
-    fn = make_recommender(b, a.method, cfg, k=cfg.top_k if cfg else a.k or 50, sasrec=sasrec)
-    r = evaluate(fn, b.ds.rows(a.split), b.ds.n_in_sample, a.method, b.ds.name, a.split, batch_size=a.batch_size,
-                 device=device, params=cfg.to_dict() if cfg else {}, max_rows=a.max_rows)
-    _table(f"{a.method} on {b.ds.name} {a.split} ({r['n_rows']:,} rows, {r['recs_per_s']:.0f} recs/s, "
-           f"{r['device']})", format_result(r), ("rows", "R@10", "R@50", "N@10", "N@50"))
-    extras = {k: v for k, v in r.items() if k.startswith("mean_") or k == "unseen_share_of_recs"}
-    if extras:
-        print(json.dumps(extras, indent=2))
-    if a.json:
-        write_json(r, a.json)
+            sasrec = load_sasrec(a.sasrec, ds=b.ds, device=device)
+        fn = make_recommender(b, a.method, cfg, k=cfg.top_k if cfg else a.k or 50, sasrec=sasrec)
+        r = evaluate(fn, b.ds.rows(a.split), b.ds.n_in_sample, a.method, b.ds.name, a.split,
+                     batch_size=a.batch_size, device=device, params=cfg.to_dict() if cfg else {}, max_rows=a.max_rows)
+        if get_rank() != 0:  # every rank holds the same result: one prints and writes it
+            return
+        gpus = f", {r['world_size']} processes" if r["world_size"] > 1 else ""
+        _table(f"{a.method} on {b.ds.name} {a.split} ({r['n_rows']:,} rows, {r['recs_per_s']:.0f} recs/s, "
+               f"{r['device']}{gpus})", format_result(r), ("rows", "R@10", "R@50", "N@10", "N@50"))
+        extras = {k: v for k, v in r.items() if k.startswith("mean_") or k == "unseen_share_of_recs"}
+        if extras:
+            print(json.dumps(extras, indent=2))
+        if a.json:
+            write_json(r, a.json)
 
 
 def cmd_sweep(a):
@@ -177,9 +189,9 @@ def register(sub):
     p.add_argument("model", choices=["tiger", "specgr++", "aux", "sasrec"], help="what to train")
     _common(p)
     p.add_argument("--force", action="store_true", help="retrain even if up to date")
-    p.add_argument("--devices", type=int, default=1, help="GPUs per node (specgr++; see docs/DISTRIBUTED.md)")
-    p.add_argument("--num-nodes", type=int, default=1, help="nodes (specgr++; torchrun or SLURM launches them)")
-    p.add_argument("--strategy", default=None, help="Lightning strategy, e.g. ddp (specgr++)")
+    p.add_argument("--devices", type=int, default=1, help="GPUs per node (tiger, specgr++; see docs/DISTRIBUTED.md)")
+    p.add_argument("--num-nodes", type=int, default=1, help="nodes (tiger, specgr++; torchrun or SLURM launches them)")
+    p.add_argument("--strategy", default=None, help="Lightning strategy, e.g. ddp (tiger, specgr++)")
     p.add_argument("--lr-scaling", default=None, choices=["none", "linear", "sqrt"],
                    help="lr/warmup scaling with the GPU count (default none: the configured lr is the lr used)")
     p.set_defaults(fn=cmd_train)

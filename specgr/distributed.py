@@ -7,6 +7,8 @@ the same code paths run everywhere. See docs/DISTRIBUTED.md for how these fit to
 from __future__ import annotations
 
 import math
+import os
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -121,6 +123,104 @@ def summarize_distributed(per_row: dict[str, np.ndarray], unseen: np.ndarray, de
     out["n_in_sample"] = int(table[1, -1])
     out["n_unseen"] = int(table[2, -1])
     return out
+
+
+# ---------------------------------------------------------------- sharded inference under one torchrun launch
+def init_from_env(device="auto") -> torch.device:
+    """The device of this process, with the process group started when torchrun launched several (WORLD_SIZE > 1).
+
+    One process: `resolve_device(device)`, nothing else. Under torchrun: rank r takes cuda:LOCAL_RANK (device auto
+    or cuda, with CUDA) over NCCL, else the CPU over gloo. A group that is already up (Lightning, a test) is kept.
+    """
+    from specgr.utils import resolve_device
+
+    dev = resolve_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return dev
+    if not dist.is_available():
+        raise ValueError(f"WORLD_SIZE={world} (a torchrun launch), but this torch build has no torch.distributed. "
+                         "Fix: run one process (no torchrun), or install a torch build with distributed support.")
+    if dev.type == "cuda":
+        if dev.index is not None:
+            raise ValueError(f"--device {device} under torchrun: every rank would share one card. Fix: pass --device "
+                             "cuda or auto (rank r takes cuda:LOCAL_RANK; CUDA_VISIBLE_DEVICES picks the cards).")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK={local}, but only {torch.cuda.device_count()} GPU(s) are visible. Fix: "
+                             f"torchrun --nproc_per_node {torch.cuda.device_count()} or fewer.")
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)  # NCCL's object collectives use the current device
+    if not is_dist():
+        missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+        if missing:
+            raise ValueError(f"WORLD_SIZE={world} but {', '.join(missing)} unset. Fix: launch with torchrun (it sets "
+                             "them), or unset WORLD_SIZE for one process.")
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return dev
+
+
+@contextmanager
+def launched(device="auto"):
+    """`init_from_env` as a with-block (the CLI doors): yields the device; destroys the group it started on exit."""
+    started = not is_dist()
+    dev = init_from_env(device)
+    try:
+        yield dev
+    finally:
+        if started and is_dist():
+            dist.destroy_process_group()
+
+
+def shard_batches(n: int, batch_size: int) -> list[slice]:
+    """This rank's batches of range(n): the batches one process would run ([0, B), [B, 2B), ...), split over ranks
+    by `shard_indices` (contiguous, disjoint, no padding); [] when a rank has none (more ranks than batches).
+
+    Whole batches, not rows, are sharded so that every row meets the same batch-mates as on one process: a recommender
+    whose output depends on the batch (kernels picked by batch shape, lists padded to the batch's widest) still gives
+    the one-process lists. On one process: every batch.
+    """
+    mine = shard_indices(-(-n // batch_size))  # ceil(n / B) batches
+    return [slice(int(b) * batch_size, min((int(b) + 1) * batch_size, n)) for b in mine]
+
+
+def _collective_device() -> torch.device:
+    """NCCL moves CUDA tensors only, gloo CPU tensors."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def gather_rows(x: np.ndarray, fill=0) -> np.ndarray:
+    """Every rank's rows, concatenated in rank order on every rank: (R_r, ...) -> (sum_r R_r, ...).
+
+    With shards from `shard_indices` that is the original row order, each row exactly once: the shapes are gathered
+    first, every rank pads to the largest shape (trailing dims too, with `fill`) for the all_gather, and each rank's
+    part is cut back to its own row count. Trailing dims of the result are the largest over ranks (the extra slots
+    hold `fill`). Every rank must pass the same dtype and ndim; an empty (0, ...) shard still takes part. Identity
+    when not distributed.
+    """
+    x = np.ascontiguousarray(x)
+    if not is_dist() or get_world_size() == 1:
+        return x
+    dev = _collective_device()
+    shapes = all_gather_nograd(torch.tensor([x.shape], dtype=torch.long, device=dev)).cpu()  # (world, ndim)
+    full = shapes.max(0).values.tolist()
+    padded = np.full(full, fill, dtype=x.dtype)
+    padded[tuple(slice(0, s) for s in x.shape)] = x
+    parts = all_gather_nograd(torch.from_numpy(padded).to(dev)).cpu().numpy()  # (world * max_rows, ...)
+    return np.concatenate([parts[r * full[0]: r * full[0] + int(shapes[r, 0])] for r in range(len(shapes))])
+
+
+def gather_row_dict(d: dict[str, np.ndarray], fill=0) -> dict[str, np.ndarray]:
+    """`gather_rows` for each array of {name: (R_r, ...)}. The names (with dtype and trailing shape) are agreed on
+    first, since a rank with an empty shard never saw them; it takes part with (0, ...) arrays. Identity when not
+    distributed."""
+    if not is_dist() or get_world_size() == 1:
+        return d
+    specs = [None] * get_world_size()
+    dist.all_gather_object(specs, {k: (np.asarray(v).dtype.str, np.shape(v)[1:]) for k, v in d.items()})
+    merged = {k: s for spec in specs for k, s in spec.items()}  # the same names, in the same order, on every rank
+    return {k: gather_rows(d[k] if k in d else np.zeros((0, *shape), dtype), fill)
+            for k, (dtype, shape) in merged.items()}
 
 
 # ---------------------------------------------------------------- learning-rate scaling (explicit, never silent)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from specgr.data.processed import Rows
+from specgr.distributed import gather_row_dict, gather_rows, get_rank, shard_batches
 from specgr.metrics import DEFAULT_KS, summarize, topk_metrics
 
 
@@ -35,18 +36,24 @@ def _sync(device):
 @torch.no_grad()
 def run_recommender(fn: Callable, rows: Rows, batch_size: int = 256, device="cpu", progress: bool = True,
                     max_rows: int | None = None):
-    """-> (ranked (R,K) np.int64, extras {name: (R,) np}, seconds). Timing syncs the GPU (no async under-counting)."""
+    """-> (ranked (R,K) np.int64, extras {name: (R,) np}, rank_seconds (world,) np.float64).
+
+    rows: anything with history (R,H) and hist_len (R,) (Rows, Histories). Timing syncs the GPU (no async
+    under-counting); rank_seconds holds each process's timed seconds, so the run's wall time is its max.
+    Under torch.distributed (a torchrun launch) each rank runs its `shard_indices` share of the rows and every rank
+    gets the gathered lists in row order, each row exactly once: whatever is computed from them equals one process.
+    """
     from tqdm.auto import tqdm
 
     check_batching(batch_size, max_rows)
-    n = len(rows) if max_rows is None else min(len(rows), max_rows)
+    n = len(rows.history) if max_rows is None else min(len(rows.history), max_rows)
     if n == 0:
         raise ValueError("no rows to run. Fix: evaluate a split that has rows.")
     outs, extras = [], {}
     elapsed = 0.0
-    for s in tqdm(range(0, n, batch_size), disable=not progress, desc="recommend"):
-        h = torch.as_tensor(rows.history[s:s + batch_size], device=device)
-        hl = torch.as_tensor(rows.hist_len[s:s + batch_size], device=device)
+    for sl in tqdm(shard_batches(n, batch_size), disable=not progress or get_rank() != 0, desc="recommend"):
+        h = torch.as_tensor(rows.history[sl], device=device)
+        hl = torch.as_tensor(rows.hist_len[sl], device=device)
         _sync(device)
         t = time.perf_counter()
         r = fn(h, hl)
@@ -56,19 +63,25 @@ def run_recommender(fn: Callable, rows: Rows, batch_size: int = 256, device="cpu
         outs.append(torch.as_tensor(items).cpu().numpy())
         for k, v in ex.items():
             extras.setdefault(k, []).append(torch.as_tensor(v).float().cpu().numpy())
-    width = max(o.shape[1] for o in outs)
-    ranked = np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[1])), constant_values=-1) for o in outs])
-    return ranked, {k: np.concatenate(v) for k, v in extras.items()}, elapsed
+    width = max((o.shape[1] for o in outs), default=0)
+    ranked = np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[1])), constant_values=-1) for o in outs]
+                            or [np.zeros((0, 0))]).astype(np.int64)  # a rank with an empty shard still gathers
+    extras = gather_row_dict({k: np.concatenate(v) for k, v in extras.items()})
+    return gather_rows(ranked, fill=-1), extras, gather_rows(np.array([elapsed]))
 
 
 def evaluate(fn: Callable, rows: Rows, n_in_sample: int, method: str, dataset: str = "", split: str = "test",
              batch_size: int = 256, device="cpu", ks=DEFAULT_KS, params: dict | None = None,
              max_rows: int | None = None, progress: bool = True) -> dict:
-    """Run `fn` over `rows` and return the results dict in the shared schema (see docs/ARCHITECTURE.md)."""
+    """Run `fn` over `rows` and return the results dict in the shared schema (see docs/ARCHITECTURE.md).
+
+    Under torch.distributed the rows are sharded over ranks and the lists gathered (`run_recommender`), so the
+    metrics equal one process's; recs_per_s is then all rows / the slowest rank's seconds."""
     check_batching(batch_size, max_rows)
     if max_rows is not None:
         rows = rows.subset(slice(0, max_rows))
-    ranked, extras, secs = run_recommender(fn, rows, batch_size, device, progress)
+    ranked, extras, rank_secs = run_recommender(fn, rows, batch_size, device, progress)
+    secs = float(rank_secs.max())  # ranks run side by side: the run takes as long as its slowest rank
     per_row = topk_metrics(ranked, rows.target, ks)
     unseen = rows.target >= n_in_sample
     out = {"method": method, "dataset": dataset, "split": split}
@@ -80,6 +93,8 @@ def evaluate(fn: Callable, rows: Rows, n_in_sample: int, method: str, dataset: s
         out[f"mean_{k}"] = float(v.mean())
     out["recs_per_s"] = float(len(rows) / secs) if secs > 0 else float("inf")
     out["seconds"] = secs
+    out["world_size"] = len(rank_secs)
+    out["rank_seconds"] = rank_secs.tolist()
     out["device"] = device_name(device)
     out["batch_size"] = batch_size
     out["params"] = params or {}
