@@ -1,5 +1,6 @@
 """experiments/run_tiger.py --promote: the reported TIGER is chosen on valid, never on test. experiments/replay_floor.py
-reads back the results its tuning table holds. experiments/rerank_ceiling.py: its metrics, features and learned rule."""
+reads back the results its tuning table holds. experiments/rerank_ceiling.py: its metrics, features and learned rule.
+experiments/ddp_scaling.py: speedups from the runs' own records."""
 
 import json
 import sys
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import ddp_scaling  # noqa: E402
 import replay_floor  # noqa: E402
 import rerank_ceiling  # noqa: E402
 import run_tiger  # noqa: E402
@@ -96,3 +98,36 @@ def test_rerank_learned_rule_finds_a_signal_the_drafter_lacks():
 def test_rerank_refuses_lists_shorter_than_k():
     with pytest.raises(ValueError, match="Fix"):
         rerank_ceiling.main(["--bundle", "x", "--out", "y", "--delta", "10"])
+
+
+def _ddp_run(root, name, rows_per_s, pp_steps_per_s, world):
+    d = root / "devruns" / name / "toy"
+    (d / "tiger").mkdir(parents=True)
+    (d / "specgr_pp").mkdir()
+    metrics = {"recall@50": 0.15, "ndcg@10": 0.04}
+    (d / "tiger" / "tiger_train_info.json").write_text(json.dumps({
+        "rows_per_s": rows_per_s, "train_s": 10.0, "val_s": 1.0, "wall_s": 11.0, "steps": 100, "cuda_graphs": True,
+        "train_config": {"batch_size": 1024}, "world_size": world, "gpu": "toy", "lr": {"lr": 1e-3},
+        "best": {"overall": metrics}, "best_full_valid": {"overall": metrics}}))
+    stage = {"steps": 40, "epochs": 2, "train_time_s": 12.0, "val_time_s": 2.0,
+             "train_only_steps_per_s": pp_steps_per_s, "world_size": world, "best_val": {"overall": metrics}}
+    (d / "specgr_pp" / "stage.json").write_text(json.dumps({"info": {
+        "n_train_rows": 1000, "config": {"emb_batch_size": 1024 // world}, "stage1": stage, "stage2": stage}}))
+
+
+def test_ddp_scaling_reads_speedups_from_the_runs(tmp_path):
+    _ddp_run(tmp_path, "g1s42", 100.0, 4.0, 1)
+    _ddp_run(tmp_path, "g2s42", 150.0, 6.0, 2)  # g1s43 missing: reported as None, not invented
+    res = tmp_path / "devresults" / "ddp"
+    res.mkdir(parents=True)
+    for n, rate in ((1, 10.0), (2, 18.0)):
+        (res / f"infer_specgr++_g{n}.json").write_text(json.dumps({
+            "recs_per_s": rate, "n_rows": 7, "device": "toy", "world_size": n,
+            "overall": {m: 0.1 for m in ddp_scaling.METRICS}}))
+    out = ddp_scaling.main(["--root", str(tmp_path), "--dataset", "toy", "--json", str(tmp_path / "o.json")])
+    assert out["scaling"]["tiger"] == {"1": 100.0, "2": 150.0, "speedup": 1.5, "efficiency": 0.75}
+    # SpecGR++ rows/s = train rows x epochs / training-only seconds (steps / steps per s): 1000 x 2 / 10 = 200
+    assert out["scaling"]["specgr_pp_stage1"]["1"] == pytest.approx(200.0)
+    assert out["scaling"]["specgr_pp_stage2"]["speedup"] == pytest.approx(1.5)
+    assert out["runs"]["g1s43"]["tiger"] is None
+    assert out["inference_specgr++"]["speedup"] == pytest.approx(1.8) and out["inference_specgr++"]["same_metrics"]

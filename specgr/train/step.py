@@ -1,7 +1,7 @@
 """One TIGER optimisation step (forward, backward, clip, AdamW), eager or replayed from a CUDA graph.
 
 Why graphs: TIGER is small (2-7M parameters), so a step is a thousand or so tiny kernels whose launch cost, not their
-arithmetic, sets the step time (profile in docs/RESULTS.md). On one CUDA device the whole step of each length bucket
+arithmetic, sets the step time (profile in docs/RESULTS.md). On a CUDA device the whole step of each length bucket
 is captured once as a CUDA graph (after a few eager warm-up steps on a side stream, as torch.cuda.graph requires) and
 then replayed: one launch per step, no Python in between, no host sync. This needs static shapes (one per bucket,
 specgr.train.buckets), a capturable optimizer whose lr is a device tensor, and autocast without its weight-cast cache.

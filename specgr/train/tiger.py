@@ -5,7 +5,7 @@ small and a step is launch-bound:
 
   * the whole train split is tokenised once and kept on the device, grouped into history-length buckets
     (specgr.train.buckets): each batch is padded to its bucket's longest history, not to 20 items;
-  * on one CUDA device each bucket's step (forward, backward, clip, AdamW) is captured as a CUDA graph and replayed
+  * on CUDA each bucket's step (forward, backward, clip, AdamW) is captured as a CUDA graph and replayed
     (specgr.train.step); no host sync inside the loop except the every-`log_every_n_steps` loss read-out;
   * validation (constrained beam search top-50, Recall/NDCG@{5,10,50}) runs every `val_every` epochs on a fixed
     seeded subset of the valid split; the best checkpoint is then scored once on the whole valid split.
@@ -70,7 +70,7 @@ class TigerTrainConfig:
     val_batch_size: int = 512
     val_pool: str = "valid"  # "valid": items seen by the end of the valid period (official); "all"; "in_sample"
     length_buckets: int = 4  # history-length buckets (1 = every batch padded to the longest history)
-    cuda_graphs: bool = True  # capture each bucket's step as a CUDA graph (one CUDA device; ignored elsewhere)
+    cuda_graphs: bool = True  # capture each bucket's step as CUDA graphs (on CUDA, data-parallel too; not on CPU)
     compile: bool = False  # torch.compile the model for the training step (one compilation, dynamic lengths)
     precision: str = "auto"  # bf16-mixed on GPU, 32-true on CPU
     accelerator: str = "auto"
