@@ -8,6 +8,8 @@
 #                                                    # background; call again with PHASE=one until both have ended
 #   PHASE=infer bash scripts/gpu/41_ddp_scaling.sh   # sharded SpecGR++ inference on 1 and 2 GPUs
 # Carry: .carry/processed/amazon2018-game (with its RQ-KMeans ids). State stays in devruns/ devresults/ (warm machine).
+# As run (release 15, one 2-GPU H200 machine, docs/RESULTS.md §5): call 1 PHASE=ddp (505 s); call 2 PHASE=one T=570;
+# call 3 PHASE=one T=400, then PHASE=infer, then `python3 -m pytest -m gpu tests/test_tiger_train.py -k two_gpu`.
 source scripts/gpu/common.sh
 DS=amazon2018-game
 ARGS="--dataset $DS --preset $DS --data-root devdata/processed"
