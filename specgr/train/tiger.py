@@ -12,7 +12,7 @@ small and a step is launch-bound:
 
 AdamW, linear warmup + cosine decay per step (HF `get_scheduler("cosine")`), optional grad clipping, bf16 autocast on
 GPU / fp32 on CPU. Resumable from <out_dir>/last.pt. Data-parallel (devices > 1, strategy "ddp"): every global batch is
-split over the ranks and the loss is normalised by the global batch's token count, so the averaged gradient is exactly
+split over the ranks and the loss is normalised by the global batch's token count, so the summed gradient is exactly
 the one-process gradient; validation rows are sharded without padding and reduced exactly (specgr.distributed); the
 lr follows an explicit rule (`lr_scaling`, default "none"). The step all-reduces the gradients itself rather than
 through DDP, so data-parallel steps are CUDA graphs too (specgr.train.step).
@@ -284,20 +284,19 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
 
         for t in list(model.parameters()) + list(model.buffers()):
             dist.broadcast(t.data, 0)
-    core = model
     step = TrainStep(model, opt, data, cfg.batch_size, cfg.grad_clip, cfg.label_smoothing, graphs=graphs,
                      autocast=precision == "bf16-mixed", compile=cfg.compile, rank=rank, world=world)
     autocast = precision == "bf16-mixed"
 
     def run_validation(s: int) -> dict:
-        r = validate(core, val_rows, tok, val_sids, val_ids, sids.n_in_sample, cfg.val_beam, cfg.val_batch_size,
+        r = validate(model, val_rows, tok, val_sids, val_ids, sids.n_in_sample, cfg.val_beam, cfg.val_batch_size,
                      autocast)
         return {"step": s, "epoch": s / bpe, **{k: r[k] for k in ("overall", "in_sample", "unseen", "n_rows",
                                                                     "loss_per_digit")}}
 
     def save_last(s: int):
         if rank == 0 and not fast_dev_run:
-            atomic_torch_save({"model": core.state_dict(), "optimizer": opt.state_dict(), "step": s,
+            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": s,
                                "history": json.dumps(history), "best": json.dumps(best),
                                "loop_s": loop_s_before + time.perf_counter() - t_start}, last)
 
@@ -313,7 +312,7 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
     s = step0
     epoch = s // bpe
     plan = data.epoch_plan(epoch, cfg.batch_size, cfg.seed)
-    core.train()
+    model.train()
     while s < total:
         j = s - epoch * bpe
         if j >= bpe:
@@ -346,7 +345,7 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
             if score > best["score"]:
                 best = {"score": score, "step": s}
                 if rank == 0 and not fast_dev_run:
-                    atomic_torch_save({"model": core.state_dict()}, out / "best.pt")
+                    atomic_torch_save({"model": model.state_dict()}, out / "best.pt")
             save_last(s)
     sync()
     wall = time.perf_counter() - t_start
@@ -357,16 +356,16 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
     # ---- the best model, scored once on the whole valid split
     fabric.barrier()  # rank 0 has written best.pt
     if best["step"] is not None and not fast_dev_run and (out / "best.pt").exists():
-        core.load_state_dict(torch.load(out / "best.pt", map_location=dev, weights_only=True)["model"])
+        model.load_state_dict(torch.load(out / "best.pt", map_location=dev, weights_only=True)["model"])
     best_h = next((h for h in history if h["step"] == best["step"]), None)
     full = None
     if cfg.val_full_at_end and not fast_dev_run and cfg.val_max_rows:
         tv = time.perf_counter()
-        full = validate(core, ds.rows("valid"), tok, val_sids, val_ids, sids.n_in_sample, cfg.val_beam,
+        full = validate(model, ds.rows("valid"), tok, val_sids, val_ids, sids.n_in_sample, cfg.val_beam,
                         cfg.val_batch_size, autocast)
         full["seconds"] = time.perf_counter() - tv
     model_cpu = TIGER(model_cfg, sids.vocab_size)
-    model_cpu.load_state_dict({k: v.detach().cpu() for k, v in core.state_dict().items()})
+    model_cpu.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     model_cpu.eval()
     steps_run = s - step0
     train_s = wall - val_s
