@@ -67,7 +67,8 @@ class TrainStep:
         self.model, self.opt, self.data, self.B = model, optimizer, data, int(batch_size)
         self.rank, self.world = int(rank), int(world)
         if self.B % self.world:
-            raise ValueError(f"batch_size {self.B} must be divisible by the {self.world} data-parallel processes")
+            raise ValueError(f"batch_size {self.B} must be divisible by the {self.world} data-parallel processes. "
+                             "Fix: make the global batch (tiger_train.batch_size) a multiple of the GPU count.")
         # torch.compile fuses the many small elementwise kernels (casts, norms, dropout, residuals); dynamic shapes so
         # that one compilation serves every length bucket
         self.forward = torch.compile(model, dynamic=True) if compile else model

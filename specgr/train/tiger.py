@@ -233,8 +233,6 @@ def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: P
     world = fabric.world_size
     rank = fabric.global_rank
     precision = resolve_precision(cfg.precision) if dev.type == "cuda" else "32-true"
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} data-parallel processes")
     if dev.type == "cuda":
         torch.set_float32_matmul_precision("high")
     out.mkdir(parents=True, exist_ok=True)
