@@ -89,6 +89,16 @@ def test_train_step_fillers_are_ignored(tiny_dataset):
     assert torch.allclose(params[0], params[1], atol=1e-6)
 
 
+def test_train_step_refuses_a_global_batch_the_ranks_cannot_split(tiny_dataset):
+    sids = tiny_sids(tiny_dataset)
+    rows = tiny_dataset.rows("train")
+    data = BucketedRows.build(tokenize_rows(rows, sids.tokens), rows.hist_len, 1)
+    model = TIGER(tiger_preset("tiny"), sids.vocab_size)
+    opt = adamw(model.parameters(), 1e-2, 0.0, capturable=False)
+    with pytest.raises(ValueError, match="Fix: make the global batch"):
+        TrainStep(model, opt, data, 7, world=2)
+
+
 @pytest.mark.gpu
 def test_cuda_graph_step_equals_eager_step(tiny_dataset):
     """The captured-and-replayed step computes the same updates as the eager step (no dropout, fp32)."""
