@@ -40,8 +40,9 @@ def run_recommender(fn: Callable, rows: Rows, batch_size: int = 256, device="cpu
 
     rows: anything with history (R,H) and hist_len (R,) (Rows, Histories). Timing syncs the GPU (no async
     under-counting); rank_seconds holds each process's timed seconds, so the run's wall time is its max.
-    Under torch.distributed (a torchrun launch) each rank runs its `shard_indices` share of the rows and every rank
-    gets the gathered lists in row order, each row exactly once: whatever is computed from them equals one process.
+    Under torch.distributed (a torchrun launch) each rank runs its share of the one-process batches
+    (`shard_batches`) and every rank gets the gathered lists in row order, each row exactly once: whatever is computed
+    from them equals one process.
     """
     from tqdm.auto import tqdm
 

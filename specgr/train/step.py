@@ -104,9 +104,9 @@ class TrainStep:
 
     def _forward_backward(self, bucket: int, idx: torch.Tensor) -> None:
         """Loss and gradients of the global batch `idx` (B,) (this rank's slice of it under data parallelism)."""
+        global_idx = idx
         if self.world > 1:
             per = self.B // self.world
-            norm = (idx >= 0).sum().float() * N_LABELS  # the GLOBAL batch's tokens (fillers have none)
             idx = idx[self.rank * per:(self.rank + 1) * per]
         real = idx >= 0
         rows = idx.clamp(min=0)  # fillers reuse row 0 as input (never an all-PAD row: that would give NaN attention)
@@ -115,8 +115,8 @@ class TrainStep:
         with self._ctx():
             tl = self.forward(ids, ids != PAD, labels, label_smoothing=self.ls, reduction="none")  # (B, 5)
         counted = (labels != -100).float()
-        if self.world == 1:
-            norm = counted.sum().clamp(min=1)
+        # the divisor is the global batch's token count (fillers have none): the ranks' gradients then SUM to the mean
+        norm = counted.sum() if self.world == 1 else (global_idx >= 0).sum().float() * N_LABELS
         (tl.sum() / norm.clamp(min=1)).backward()
         self.loss_sum += tl.detach().sum(0)
         self.tok_count += counted.sum(0)
