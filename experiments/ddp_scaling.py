@@ -1,9 +1,9 @@
-"""results/ddp_scaling.json from the multi-GPU run (scripts/gpu/41_ddp_scaling.sh): training throughput of TIGER and
-both SpecGR++ stages on 1 and 2 GPUs (same preset, same global batch, same seed), scaling efficiency against one GPU,
-TIGER's test metrics per run (a second 1-GPU seed gives the run-to-run noise), and sharded SpecGR++ inference.
+"""results/ddp_scaling*.json from the multi-GPU run (scripts/gpu/41_ddp_scaling.sh): training throughput of TIGER and
+both SpecGR++ stages on 1, 2 and 4 GPUs (same preset, same global batch, same seed), speedup and efficiency against
+one GPU, TIGER's test metrics per run (a second 1-GPU seed gives the run-to-run noise), and sharded SpecGR++ inference.
+GPU counts without a run are left out, not invented.
 
-    python experiments/ddp_scaling.py --root /path/to/unpacked --json results/ddp_scaling.json \
-        --not-run "4 GPUs: no 4-GPU machine was lent"
+    python experiments/ddp_scaling.py --root /path/to/unpacked --json results/ddp_scaling_4gpu.json
 
 --root holds what the script packs: devresults/ddp/ and devruns/<run>/<dataset>/{tiger,specgr_pp}/.
 """
@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-RUNS = {"g1s42": (1, 42), "g1s43": (1, 43), "g2s42": (2, 42)}  # name -> (GPUs, seed), as the GPU script names them
+RUNS = {"g1s42": (1, 42), "g1s43": (1, 43), "g2s42": (2, 42), "g4s42": (4, 42)}  # name -> (GPUs, seed), as the GPU script names them
 METRICS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50")
 
 
@@ -61,6 +61,7 @@ def main(argv=None) -> dict:
     p.add_argument("--dataset", default="amazon2018-game")
     p.add_argument("--json", required=True, help="output file")
     p.add_argument("--not-run", default=None, help="what the run left out, and why (kept in the JSON)")
+    p.add_argument("--note", default=None, help="how the runs were placed on the machine (kept in the JSON)")
     a = p.parse_args(argv)
     root = Path(a.root)
     res = root / "devresults" / "ddp"
@@ -70,10 +71,14 @@ def main(argv=None) -> dict:
         runs[name] = {"gpus": gpus, "seed": seed, "tiger": _tiger(d, res, name), "specgr_pp": _specgr_pp(d)}
 
     def speedup(get) -> dict | None:
-        one, two = get(runs["g1s42"]), get(runs["g2s42"])
-        if one is None or two is None:
+        """{"1": rate, "2": ..., "speedup": {"2": x, ...}, "efficiency": {"2": x / 2, ...}} over the seed-42 runs."""
+        rates = {str(g): get(r) for r, (g, seed) in zip(runs.values(), RUNS.values()) if seed == 42}
+        rates = {g: v for g, v in rates.items() if v is not None}
+        if "1" not in rates or len(rates) < 2:
             return None
-        return {"1": one, "2": two, "speedup": two / one, "efficiency": two / one / 2}
+        more = [g for g in rates if g != "1"]
+        return {**rates, "speedup": {g: rates[g] / rates["1"] for g in more},
+                "efficiency": {g: rates[g] / rates["1"] / int(g) for g in more}}
 
     def pick(*keys):
         def get(r):
@@ -86,17 +91,21 @@ def main(argv=None) -> dict:
                "specgr_pp_stage1": speedup(pick("specgr_pp", "stage1", "rows_per_s")),
                "specgr_pp_stage2": speedup(pick("specgr_pp", "stage2", "rows_per_s"))}
     infer = {}
-    for n in (1, 2):
+    for n in (1, 2, 4):
         r = _read(res / f"infer_specgr++_g{n}.json")
         if r is not None:
             infer[str(n)] = {"recs_per_s": r["recs_per_s"], "n_rows": r["n_rows"], "device": r["device"],
-                             "world_size": r.get("world_size", 1), "overall": {m: r["overall"][m] for m in METRICS}}
-    if len(infer) == 2:
-        infer["speedup"] = infer["2"]["recs_per_s"] / infer["1"]["recs_per_s"]
-        infer["same_metrics"] = infer["1"]["overall"] == infer["2"]["overall"]
-    out = {"dataset": a.dataset, "preset": a.dataset, "script": "scripts/gpu/41_ddp_scaling.sh",
+                             "world_size": r.get("world_size", 1), "rank_seconds": r.get("rank_seconds"),
+                             "overall": {m: r["overall"][m] for m in METRICS}}
+    more = [g for g in infer if g != "1"]
+    if "1" in infer and more:
+        infer["speedup"] = {g: infer[g]["recs_per_s"] / infer["1"]["recs_per_s"] for g in more}
+        infer["same_metrics"] = all(infer[g]["overall"] == infer["1"]["overall"] for g in more)
+    gpus = sorted({g for r in runs.values() if r["tiger"] for g in [r["tiger"]["gpu"]]})
+    out = {"dataset": a.dataset, "preset": a.dataset, "script": "scripts/gpu/41_ddp_scaling.sh", "gpu_models": gpus,
            "nccl_env": {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"},
-           "runs": runs, "scaling": scaling, "inference_specgr++": infer, "not_run": a.not_run}
+           "runs": runs, "scaling": scaling, "inference_specgr++": infer, "not_run": a.not_run,
+           "note": a.note}
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
     return out

@@ -7,7 +7,7 @@ mkdir -p "$OUT" devdata devruns devresults
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader | tee -a "$OUT/gpu.txt"
 # a later call of a script whose pipelines outlive a call (lanes.sh marks each started lane): they are reading
 # devdata, so it is not unpacked again
-[ -d .carry/processed ] && ! ls devresults/*.started > /dev/null 2>&1 && python3 scripts/gpu/carry.py unpack
+[ -d .carry/processed ] && ! compgen -G "devresults/*.started" > /dev/null && ! compgen -G "devresults/*/*.started" > /dev/null && python3 scripts/gpu/carry.py unpack
 # pack DEST.tgz PATHS...: what comes back (files under $OUT, 16 MiB each at most)
 pack() { local f=$1; shift; tar czf - "$@" 2>/dev/null | split -b 15M -d - "$OUT/$f.part"; }
 t0=$(date +%s)
