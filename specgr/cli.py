@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from specgr import cli_recommend, cli_stages
@@ -82,9 +83,33 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+# the commands that use the processes of one torchrun launch (docs/DISTRIBUTED.md); every other command would run
+# once per process, repeating its work and writing the same files
+SHARDED_COMMANDS = ("train", "evaluate", "recommend")
+
+
+def check_launch(a) -> None:
+    """Refuse a torchrun launch (WORLD_SIZE > 1) that the command would not use, with the fix."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return
+    cmd = a.fn.__name__.removeprefix("cmd_").replace("_", "-")
+    if cmd not in SHARDED_COMMANDS or (cmd == "train" and a.model not in ("tiger", "specgr++")):
+        what = f"specgr {cmd}" + (f" {a.model}" if cmd == "train" else "")
+        raise ValueError(f"`{what}` runs in one process, but torchrun launched {world} (WORLD_SIZE={world}): each "
+                         "would repeat its work and write the same files. Fix: run it without torchrun; under "
+                         "torchrun use `specgr train tiger|specgr++ --devices N`, `specgr evaluate` or `specgr "
+                         "recommend` (docs/DISTRIBUTED.md).")
+    if cmd == "train" and a.devices * a.num_nodes != world:
+        raise ValueError(f"torchrun launched {world} processes, but --devices {a.devices} x --num-nodes "
+                         f"{a.num_nodes} = {a.devices * a.num_nodes}. Fix: pass --devices "
+                         f"{max(1, world // a.num_nodes)} (processes per node) and --num-nodes to match the launch.")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_launch(args)
         args.fn(args)
     except (FileNotFoundError, KeyError, ValueError) as e:  # our errors name their fix: no traceback
         print(f"error: {error_message(e)}", file=sys.stderr)

@@ -180,3 +180,22 @@ def test_init_from_env_errors_name_the_fix(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert init_from_env("cpu") == torch.device("cpu")  # one process: nothing started
     assert not dist.is_initialized()
+
+
+def test_cli_refuses_a_torchrun_launch_the_command_cannot_use(monkeypatch, capsys):
+    """Under torchrun, a one-process command (or a train call whose --devices miss the launch) stops before any work,
+    with the fix; the sharded commands pass the check (and then fail here on the missing checkpoint, not on it)."""
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    cases = [(["pipeline", "--dataset", "x"], "`specgr pipeline` runs in one process"),
+             (["sid", "--dataset", "x"], "`specgr sid` runs in one process"),
+             (["train", "aux", "--dataset", "x"], "`specgr train aux` runs in one process"),
+             (["train", "tiger", "--dataset", "x"], "Fix: pass --devices 4"),
+             (["train", "specgr++", "--dataset", "x", "--devices", "2", "--num-nodes", "4"], "Fix: pass --devices 1")]
+    for argv, msg in cases:
+        assert main(argv) == 2
+        assert msg in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", "no/such/bundle", "--method", "tiger"]) == 2
+    assert "torchrun launched" not in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: no check
+    assert main(["train", "aux", "--dataset", "no-such-dataset", "--data-root", "no/such/root"]) == 2
+    assert "torchrun" not in capsys.readouterr().err
