@@ -14,7 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-RUNS = {"g1s42": (1, 42), "g1s43": (1, 43), "g2s42": (2, 42), "g4s42": (4, 42)}  # name -> (GPUs, seed), as the GPU script names them
+# name -> (GPUs, seed), as the GPU script names them
+RUNS = {"g1s42": (1, 42), "g1s43": (1, 43), "g2s42": (2, 42), "g4s42": (4, 42)}
 METRICS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50")
 
 
@@ -72,7 +73,7 @@ def main(argv=None) -> dict:
 
     def speedup(get) -> dict | None:
         """{"1": rate, "2": ..., "speedup": {"2": x, ...}, "efficiency": {"2": x / 2, ...}} over the seed-42 runs."""
-        rates = {str(g): get(r) for r, (g, seed) in zip(runs.values(), RUNS.values()) if seed == 42}
+        rates = {str(g): get(runs[name]) for name, (g, seed) in RUNS.items() if seed == 42}
         rates = {g: v for g, v in rates.items() if v is not None}
         if "1" not in rates or len(rates) < 2:
             return None
@@ -101,7 +102,7 @@ def main(argv=None) -> dict:
     if "1" in infer and more:
         infer["speedup"] = {g: infer[g]["recs_per_s"] / infer["1"]["recs_per_s"] for g in more}
         infer["same_metrics"] = all(infer[g]["overall"] == infer["1"]["overall"] for g in more)
-    gpus = sorted({g for r in runs.values() if r["tiger"] for g in [r["tiger"]["gpu"]]})
+    gpus = sorted({r["tiger"]["gpu"] for r in runs.values() if r["tiger"]})
     out = {"dataset": a.dataset, "preset": a.dataset, "script": "scripts/gpu/41_ddp_scaling.sh", "gpu_models": gpus,
            "nccl_env": {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"},
            "runs": runs, "scaling": scaling, "inference_specgr++": infer, "not_run": a.not_run,

@@ -5,9 +5,10 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" devdata devruns devresults
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader | tee -a "$OUT/gpu.txt"
-# a later call of a script whose pipelines outlive a call (lanes.sh marks each started lane): they are reading
-# devdata, so it is not unpacked again
-[ -d .carry/processed ] && ! compgen -G "devresults/*.started" > /dev/null && ! compgen -G "devresults/*/*.started" > /dev/null && python3 scripts/gpu/carry.py unpack
+# a later call of a script whose pipelines outlive a call (lanes.sh and 41_ddp_scaling.sh mark each started lane):
+# they are reading devdata, so it is not unpacked again
+started() { compgen -G "devresults/*.started" > /dev/null || compgen -G "devresults/*/*.started" > /dev/null; }
+[ -d .carry/processed ] && ! started && python3 scripts/gpu/carry.py unpack
 # pack DEST.tgz PATHS...: what comes back (files under $OUT, 16 MiB each at most)
 pack() { local f=$1; shift; tar czf - "$@" 2>/dev/null | split -b 15M -d - "$OUT/$f.part"; }
 t0=$(date +%s)
