@@ -94,7 +94,7 @@ def check_launch(a) -> None:
     if world <= 1:
         return
     cmd = a.fn.__name__.removeprefix("cmd_").replace("_", "-")
-    if cmd not in SHARDED_COMMANDS or (cmd == "train" and a.model not in ("tiger", "specgr++")):
+    if cmd not in SHARDED_COMMANDS or (cmd == "train" and a.model not in cli_stages.MULTI_GPU_MODELS):
         what = f"specgr {cmd}" + (f" {a.model}" if cmd == "train" else "")
         raise ValueError(f"`{what}` runs in one process, but torchrun launched {world} (WORLD_SIZE={world}): each "
                          "would repeat its work and write the same files. Fix: run it without torchrun; under "

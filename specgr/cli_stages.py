@@ -39,9 +39,13 @@ def cmd_sid(a):
     print_quality(rep.get("quality", rep), title=f"semantic ids: {p.ds_name} ({p.cfg.sid_cfg().method})")
 
 
+# the models `specgr train` can train on several GPUs (the others train on one device)
+MULTI_GPU_MODELS = ("tiger", "specgr++")
+
+
 def cmd_train(a):
     multi = a.devices != 1 or a.num_nodes != 1 or a.strategy
-    if multi and a.model not in ("tiger", "specgr++"):
+    if multi and a.model not in MULTI_GPU_MODELS:
         raise ValueError("multi-GPU training (--devices/--num-nodes/--strategy) is wired for `specgr train tiger` and "
                          "`specgr train specgr++`; aux and sasrec train on one device. Fix: drop those options.")
     sets = []
