@@ -28,8 +28,9 @@ from specgr.models.beam import beam_search
 from specgr.models.tiger import TIGER, tiger_preset
 from specgr.retrieval import RetrievalIndex
 from specgr.sid.semantic_ids import SemanticIDs
-from specgr.speculate import SpecGR, SpecGRConfig, TigerOnly
+from specgr.speculate import GraphedRecommender, SpecGR, SpecGRConfig, TigerOnly
 from specgr.speculate import steps
+from specgr.speculate.config import DRAFT_RANGES
 
 
 class RandomTextDrafter(EmbeddingDrafter):
@@ -108,16 +109,24 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=4096)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--draft-ranges", nargs="+", default=["auto"], choices=list(DRAFT_RANGES),
+                    help="SpecGR's guided drafting, one run per value: item ranges (on), catalog scan (off), by cost "
+                         "(auto); methods other than auto are named with the value")
+    ap.add_argument("--cuda-graph", action="store_true", help="replay each batch of the SpecGR loops and the "
+                    "constrained beam search as one CUDA graph (GraphedRecommender; the unconstrained beam runs eager)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     if a.plot:
         plot(a.plot, a.png)
         return 0
     dev = torch.device(a.device)
+    if a.cuda_graph and dev.type != "cuda":
+        ap.error("--cuda-graph needs --device cuda")
     cfg = SpecGRConfig(draft_size=50, num_beams=30, threshold=-1.4, top_k=50)
     out = {"gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "config": cfg.to_dict(),
-           "rows": a.rows, "batch_size": a.batch_size, "command": "python benchmarks/bench_catalog_size.py " +
-           " ".join(sys.argv[1:]), "points": []}
+           "rows": a.rows, "batch_size": a.batch_size, "cuda_graph": a.cuda_graph,
+           "command": "python benchmarks/bench_catalog_size.py " + " ".join(sys.argv[1:]), "points": []}
+    graphed = (lambda rec: GraphedRecommender(rec, a.batch_size)) if a.cuda_graph else (lambda rec: rec)
     for n in a.sizes:
         g = torch.Generator().manual_seed(0)
         sids = SemanticIDs.from_codes(torch.randint(0, 144, (n, 3), generator=g), int(0.93 * n), 144,
@@ -127,13 +136,16 @@ def main(argv=None) -> int:
         hl = torch.randint(1, 21, (a.rows,), generator=g).to(dev)
         hist = torch.randint(0, n, (a.rows, 20), generator=g).to(dev)
         hist[torch.arange(20, device=dev)[None] >= hl[:, None]] = -1
-        methods = {
-            "specgr++": SpecGR(model, EncoderDrafter(model, Projection(model.cfg.d_model, 64).to(dev).eval(), sids,
-                                                     device=dev, backend="torch"), sids, cfg, dev),
-            "specgr_aux": SpecGR(model, RandomTextDrafter(n, 300, dev), sids, cfg, dev),
-            "tiger_beam": TigerOnly(model, sids, num_beams=50, device=dev),
-            "tiger_unconstrained": Unconstrained(model, sids, dev),
-        }
+        encoder = EncoderDrafter(model, Projection(model.cfg.d_model, 64).to(dev).eval(), sids, device=dev,
+                                 backend="torch")
+        text = RandomTextDrafter(n, 300, dev)
+        methods = {}
+        for mode in a.draft_ranges:
+            c, tag = cfg.replace(draft_ranges=DRAFT_RANGES[mode]), "" if mode == "auto" else f" ranges {mode}"
+            methods[f"specgr++{tag}"] = graphed(SpecGR(model, encoder, sids, c, dev))
+            methods[f"specgr_aux{tag}"] = graphed(SpecGR(model, text, sids, c, dev))
+        methods["tiger_beam"] = graphed(TigerOnly(model, sids, num_beams=50, device=dev))
+        methods["tiger_unconstrained"] = Unconstrained(model, sids, dev)
         for name, rec in methods.items():
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
@@ -141,7 +153,7 @@ def main(argv=None) -> int:
             out["points"].append({"n_items": n, "method": name, "seconds_per_rec": sec, "recs_per_s": 1 / sec,
                                   "peak_gpu_gib": mem})
             print(f"N={n:>8} {name:<20} {1e3 * sec:8.4f} ms/rec {1 / sec:10.0f} recs/s {mem:6.2f} GiB", flush=True)
-        del methods, model, sids
+        del methods, model, sids, encoder, text
     if a.json:
         write_json(out, a.json)
     return 0

@@ -33,6 +33,7 @@ from specgr.models.tiger import TIGER, tiger_preset
 from specgr.sid.semantic_ids import SemanticIDs
 from specgr.speculate import GraphedRecommender, ReferenceSpecGR, SpecGR, SpecGRConfig, TigerOnly
 from specgr.speculate.batched import sync
+from specgr.speculate.config import DRAFT_RANGES
 from specgr.utils import resolve_device
 
 
@@ -160,6 +161,9 @@ def main(argv=None):
                     "H100, docs/RESULTS.md §4): cuBLAS runs some shapes in TF32 and others in full fp32")
     ap.add_argument("--fp32-linear", action="store_true", help="TIGER.fp32_linear: linear layers take bf16 inputs "
                     "and return fp32 (no bf16 rounding of their outputs, which depends on the batch shape's kernel)")
+    ap.add_argument("--draft-ranges", default="auto", choices=list(DRAFT_RANGES),
+                    help="guided rounds draft from the prefixes' item ranges (on), a catalog scan (off), or by cost "
+                         "(auto: SpecGRConfig.draft_ranges=None)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--latency-users", type=int, default=20, help="CPU single-recommendation latency (0 = skip)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -185,7 +189,8 @@ def main(argv=None):
         rows = _Rows(real.history[:args.rows], real.hist_len[:args.rows], real.target[:args.rows])
     mk = SpecGRConfig.official_vnew if args.vnew else SpecGRConfig
     cfg = mk(draft_size=args.delta, num_beams=args.beta, threshold=args.gamma, top_k=args.top_k,
-             compact=False if args.static else (True if args.compact else None), autocast=not args.fp32)
+             compact=False if args.static else (True if args.compact else None), autocast=not args.fp32,
+             draft_ranges=DRAFT_RANGES[args.draft_ranges])
     if args.accept_rate is not None:
         cfg = cfg.replace(threshold=calibrate_gamma(model, drafter, sids, cfg, rows, device, args.accept_rate))
     K = args.top_k

@@ -133,6 +133,28 @@ def test_prefix_match_mask_is_per_user(sids):
     assert sids.prefix_match_mask(sids.tokens[None, :3, :2]).sum() >= 3
 
 
+def test_prefix_items_lists_exactly_the_masked_items(sids):
+    """The sparse twin of prefix_match_mask: per row the same items, once each, whatever the prefixes."""
+    g = np.random.default_rng(6)
+    B, P = 6, 5
+    for L in (1, 2, 3):
+        prefs = sids.tokens[torch.from_numpy(g.integers(0, sids.n_items, (B, P))), :L]
+        prefs[0, 0] = 0  # an invalid token
+        prefs[2, 1] = prefs[2, 0]  # a prefix given twice
+        valid = torch.from_numpy(g.random((B, P)) < 0.8)
+        valid[1] = False
+        for in_only in (False, True):
+            got = sids.prefix_items(prefs, valid, in_sample_only=in_only)
+            mask = sids.prefix_match_mask(prefs, valid, in_sample_only=in_only)
+            assert got.shape[0] == B
+            for b in range(B):
+                ids = [i for i in got[b].tolist() if i >= 0]
+                assert len(ids) == len(set(ids)), (L, b)
+                assert sorted(ids) == torch.nonzero(mask[b]).flatten().tolist(), (L, b, in_only)
+    with pytest.raises(ValueError, match="1..3"):
+        sids.prefix_items(sids.tokens[None, :2, :0])
+
+
 def test_save_load_roundtrip(sids, tmp_path):
     sids.add_items(random_codes(5, 5, seed=9))
     sids.save(tmp_path / "s.npz")

@@ -114,6 +114,13 @@ CONFIGS = {
     "static-vnew": SpecGRConfig.official_vnew(draft_size=8, num_beams=5, threshold=-3.6, top_k=10, compact=False),
     "static-fair-all": small(new_item_bonus=0.7, fusion_weight=1.5, exclude_history=True, draft_size=5,
                              threshold=-3.3, compact=False),
+    # guided rounds drafting from the prefixes' item ranges instead of a (users x N) mask: the same drafts
+    "ranges-paper": small(draft_ranges=True),
+    "ranges-big-draft": small(draft_size=20, num_beams=10, threshold=-3.7, top_k=25, draft_ranges=True),
+    "ranges-vnew": SpecGRConfig.official_vnew(draft_size=8, num_beams=5, threshold=-3.6, top_k=10, draft_ranges=True),
+    "ranges-transductive": small(inductive=False, draft_ranges=True),
+    "ranges-static-fair-all": small(new_item_bonus=0.7, fusion_weight=1.5, exclude_history=True, draft_size=5,
+                                    threshold=-3.3, compact=False, draft_ranges=True),
     # the learned final ranking: drafted items and fill beams scored by weights over their features
     "learned-few-accepted": small(final_weights=LEARNED_W, draft_size=3, num_beams=8, threshold=-3.2,
                                   length_rule="prefix_len", min_len=1),
@@ -162,6 +169,34 @@ def test_user_chunked_drafting_matches(world):
     cfg = CONFIGS["paper"]
     chunked = SpecGR(model, d, sids, cfg.replace(draft_chunk_elems=3 * N)).recommend(hist, hl)
     assert_same(SpecGR(model, d, sids, cfg).recommend(hist, hl), chunked)
+
+
+def test_range_drafting_matches_the_catalog_scan(world):
+    """Guided rounds drafting from the prefixes' item ranges give the catalog scan's lists, also in user chunks and
+    where the prefixes hold fewer items than δ (round 4: a few items per 3-digit prefix); None picks one by cost."""
+    model, d, sids, hist, hl = world
+    cfg = small(draft_size=20, num_beams=4, threshold=-3.7, top_k=40)
+    scan = SpecGR(model, d, sids, cfg.replace(draft_ranges=False)).recommend(hist, hl, trace=True)
+    assert any(len(r.drafted) < 20 for t in scan.traces for r in t.rounds[3:]), "round 4 should run out of items"
+    for kw in (dict(draft_ranges=True), dict(draft_ranges=True, draft_chunk_elems=3 * N), dict(draft_ranges=None)):
+        assert_same(scan, SpecGR(model, d, sids, cfg.replace(**kw)).recommend(hist, hl))
+
+
+def test_range_drafting_by_default_only_where_it_gathers_less_than_a_scan(world, monkeypatch):
+    """draft_ranges=None: ranges for 3-digit prefixes (β·w·d = 4·w3·16 <= N = 300 here), the scan for 1-digit ones
+    (w1 ≈ N / C items each), and never for a drafter without an embedding index."""
+    model, d, sids, hist, hl = world
+    lengths = []
+    real = SemanticIDs.prefix_items
+    monkeypatch.setattr(SemanticIDs, "prefix_items", lambda self, p, *a, **kw: lengths.append(p.shape[2]) or
+                        real(self, p, *a, **kw))
+    cfg = small(draft_size=20, num_beams=4, threshold=-3.7, top_k=40)
+    assert 4 * sids.max_prefix_items(3) * 16 <= N < 4 * sids.max_prefix_items(1) * 16
+    SpecGR(model, d, sids, cfg).recommend(hist, hl)
+    assert 3 in lengths and 1 not in lengths
+    lengths.clear()
+    SpecGR(model, PlainDrafter(d.index.embeddings()), sids, cfg.replace(draft_ranges=True)).recommend(hist, hl)
+    assert lengths == []
 
 
 def test_per_user_prefixes_batch_invariance(world):
@@ -357,7 +392,7 @@ def test_graphed_recommender_refuses_what_it_cannot_capture(world):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("which", ["specgr", "specgr-fused", "tiger"])
+@pytest.mark.parametrize("which", ["specgr", "specgr-fused", "specgr-ranges", "tiger"])
 def test_graphed_recommender_equals_eager(world, which):
     """A CUDA-graph replay returns the eager lists bit for bit, on a full batch and on a padded last batch (10 rows
     in batches of 8: the second holds 2 real rows and 6 copies)."""
@@ -371,7 +406,8 @@ def test_graphed_recommender_equals_eager(world, which):
     if which == "tiger":
         eager = TigerOnly(model, sids, num_beams=10, device="cuda")
     else:
-        extra = dict(fusion_weight=0.5, new_item_bonus=1.0) if which == "specgr-fused" else {}
+        extra = {"specgr-fused": dict(fusion_weight=0.5, new_item_bonus=1.0),
+                 "specgr-ranges": dict(draft_ranges=True)}.get(which, {})
         eager = SpecGR(model, drafter, sids, small(compact=False, **extra), device="cuda")
         with pytest.raises(ValueError, match="compact=False"):
             GraphedRecommender(SpecGR(model, drafter, sids, small(compact=True), device="cuda"), batch_size=8)

@@ -158,6 +158,10 @@ class SemanticIDs:
             tab.max_children = [int(torch.unique_consecutive(tab.keys[L + 1] // self.radix[L],
                                                              return_counts=True)[1].max())
                                 if tab.keys[L + 1].numel() else 0 for L in range(N_DIGITS)]
+            # the most items any length-L prefix holds: the static width of prefix_items
+            tab.max_items = [int(torch.unique_consecutive(tab.full_sorted // self._span(L),
+                                                          return_counts=True)[1].max())
+                             if tab.full_sorted.numel() else 0 for L in range(N_DIGITS)]
         if self._all.full_sorted.numel() != self._all.keys[4].numel():
             raise ValueError("semantic ids are not unique")
         # prefix_len: 4 in-sample; for new items the longest prefix shared with some in-sample item ([v-new] rule)
@@ -213,6 +217,10 @@ class SemanticIDs:
             ok &= (c >= 0) & (c < self.radix[d])
             key = key * self.radix[d] + c.clamp(min=0)
         return torch.where(ok, key, torch.full_like(key, -1))
+
+    def _span(self, L: int) -> int:
+        """Full keys under a length-L prefix key p are [p * span, (p + 1) * span): the digits after L."""
+        return int(np.prod(self.radix[L:], dtype=np.int64))
 
     def _table(self, in_sample_only: bool) -> _PrefixTable:
         return self._in if in_sample_only else self._all
@@ -286,6 +294,40 @@ class SemanticIDs:
         if in_sample_only:
             out &= self.in_sample_mask
         return out
+
+    def max_prefix_items(self, L: int, in_sample_only: bool = False) -> int:
+        """The most items any length-L prefix holds: the per-prefix width of `prefix_items`."""
+        return self._table(in_sample_only).max_items[L]
+
+    def prefix_items(self, prefixes: torch.Tensor, valid: torch.Tensor | None = None,
+                     in_sample_only: bool = False) -> torch.Tensor:
+        """The items under each user's prefixes, as ids. prefixes (B, P, L) tokens, L in 1..3, valid (B, P) bool ->
+        (B, P * w) long, -1 padded, w = the most items any length-L prefix holds (static: no host sync).
+
+        The sparse twin of `prefix_match_mask`: row b lists, once each, exactly the items that are True in its row of
+        the mask. Items are sorted by full key, so a prefix's items are one contiguous range (two binary searches):
+        the cost grows with P * w, not with the catalog.
+        """
+        B, P, L = prefixes.shape
+        if not 1 <= L < N_DIGITS:
+            raise ValueError(f"prefix length must be in 1..3 (0 means every item: use the whole catalog), got {L}")
+        tab = self._table(in_sample_only)
+        w = self.max_prefix_items(L, in_sample_only)
+        if B * P * w == 0:
+            return torch.full((B, P * w), -1, dtype=torch.long, device=self.device)
+        keys = self._prefix_keys(prefixes)  # (B, P), -1 = invalid tokens
+        if valid is not None:
+            keys = torch.where(valid.to(self.device), keys, torch.full_like(keys, -1))
+        keys = torch.sort(keys, dim=1).values
+        dup = torch.zeros_like(keys, dtype=torch.bool)
+        dup[:, 1:] = keys[:, 1:] == keys[:, :-1]  # a prefix given twice lists its items once
+        keys = keys.masked_fill(dup, -1)
+        span = self._span(L)
+        lo = torch.searchsorted(tab.full_sorted, keys * span)
+        hi = torch.where(keys < 0, lo, torch.searchsorted(tab.full_sorted, (keys + 1) * span))
+        idx = lo[..., None] + torch.arange(w, device=self.device)  # (B, P, w)
+        ids = tab.full_ids[idx.clamp(max=tab.full_ids.numel() - 1)]
+        return torch.where(idx < hi[..., None], ids, torch.full_like(ids, -1)).view(B, P * w)
 
     # ------------------------------------------------------------------ inductive growth
     def add_items(self, codes3, on_overflow: str | None = None) -> torch.Tensor:

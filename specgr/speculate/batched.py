@@ -84,6 +84,36 @@ class _DraftSource:
             return drafter_scores(self.drafter, self.hist[rows], self.hist_len[rows], items)
         return self.drafter.index.score(self.q[rows.to(self.q.device)], items).to(items.device)
 
+    @property
+    def has_index(self) -> bool:
+        """Whether drafts come from an embedding index (the fast path), so `draft_among` can be used."""
+        return self.q is not None
+
+    def draft_among(self, rows: torch.Tensor, k: int, cands: torch.Tensor, exclude):
+        """`draft` restricted to given items: rows (b,); cands (b, M) item ids (-1 = none, each id once per row);
+        exclude (b, E) | None -> ids, scores (b, k), the top k of cands by the index's score, missing slots -1 / -inf.
+
+        The same drafts as `draft` with allowed = the items of cands, without touching the rest of the catalog.
+        """
+        dev = self.q.device
+        q, cands = self.q[rows.to(dev)], cands.to(dev)
+        if getattr(self.drafter, "exclude_history", False):  # as EmbeddingDrafter.draft does
+            h = self.hist[rows]
+            exclude = h if exclude is None else torch.cat([exclude, h], 1)
+        bad = cands < 0
+        if exclude is not None and exclude.shape[1]:
+            ex = torch.sort(exclude.to(dev), dim=1).values  # membership by binary search: (b, M log E), not (b, M, E)
+            i = torch.searchsorted(ex, cands).clamp(max=ex.shape[1] - 1)
+            bad |= ex.gather(1, i) == cands
+        sc = self.drafter.index.score(q, cands).masked_fill(bad, float("-inf"))
+        kk = min(k, cands.shape[1])
+        top, pos = sc.topk(kk, dim=1)
+        ids = cands.gather(1, pos).masked_fill(top == float("-inf"), -1)
+        if kk < k:
+            ids = torch.cat([ids, ids.new_full((ids.shape[0], k - kk), -1)], 1)
+            top = torch.cat([top, top.new_full((top.shape[0], k - kk), float("-inf"))], 1)
+        return ids, top
+
     def draft(self, rows: torch.Tensor, k: int, allowed, exclude):
         """rows (b,) batch rows of the users; allowed (b, N) bool | None; exclude (b, E) -> ids, scores (b, k)."""
         h = self.hist[rows]
@@ -219,24 +249,44 @@ class SpecGR:
         cfg, sids, dev = self.cfg, self.sids, self.device
         in_only = not cfg.inductive
         b = rows.numel()
-        step = max(1, cfg.draft_chunk_elems // max(sids.n_items, 1))
+        ranges = cfg.uses_prefixes(rnd) and self._drafts_from_ranges(drafts, beam)
+        per_user = beam.tokens.shape[1] * sids.max_prefix_items(beam.length, in_only) * drafts.q.shape[1] \
+            if ranges else sids.n_items  # floats per user of the gather, or of the (c, N) mask and scan
+        step = max(1, cfg.draft_chunk_elems // max(per_user, 1))
         out_i, out_s = [], []
         for s in range(0, b, step):
             e = min(b, s + step)
+            exclude = cand[rows[s:e], :lo] if lo else None
+            if cfg.exclude_history:
+                exclude = drafts.hist[rows[s:e]] if exclude is None else torch.cat([exclude, drafts.hist[rows[s:e]]], 1)
+            if ranges:  # (c, β·w) ids under the user's own prefixes: same drafts, the catalog is never scanned
+                items = sids.prefix_items(beam.tokens[s:e], beam.valid[s:e], in_sample_only=in_only)
+                i, sc = drafts.draft_among(rows[s:e], cfg.draft_size, items, exclude)
+                out_i.append(i.to(dev))
+                out_s.append(sc)
+                continue
             allowed = None
             if cfg.uses_prefixes(rnd):  # (c, N) bool, per user: never a union over the batch
                 allowed = sids.prefix_match_mask(beam.tokens[s:e], beam.valid[s:e], in_sample_only=in_only)
             elif in_only:
                 allowed = sids.in_sample_mask[None].expand(e - s, -1)
-            exclude = cand[rows[s:e], :lo] if lo else None
-            if cfg.exclude_history:
-                exclude = drafts.hist[rows[s:e]] if exclude is None else torch.cat([exclude, drafts.hist[rows[s:e]]], 1)
             i, sc = drafts.draft(rows[s:e], cfg.draft_size, allowed, exclude)
             out_i.append(i.to(dev))
             out_s.append(sc)
         if len(out_i) == 1:
             return out_i[0], out_s[0]
         return torch.cat(out_i), torch.cat([x.to(dev) for x in out_s])
+
+    def _drafts_from_ranges(self, drafts, beam) -> bool:
+        """Whether a guided round drafts from the prefixes' item ranges (`SpecGRConfig.draft_ranges`): only with an
+        embedding index; by default when gathering β × w embeddings (w: the most items a prefix of this length holds)
+        costs fewer floats than the N items of a catalog scan. Decided from shapes only: no host sync."""
+        if not drafts.has_index or beam.length == 0:
+            return False
+        if self.cfg.draft_ranges is not None:
+            return self.cfg.draft_ranges
+        w = self.sids.max_prefix_items(beam.length, not self.cfg.inductive)
+        return beam.tokens.shape[1] * w * drafts.q.shape[1] <= self.sids.n_items
 
     # ------------------------------------------------------------------ final lists
     def _finalize(self, cand, cand_v, cand_ds, cand_acc, n_acc, fin, K: int, drafts, cand_fs=None):

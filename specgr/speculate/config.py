@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 
+# the command-line spelling of SpecGRConfig.draft_ranges (benchmarks' --draft-ranges)
+DRAFT_RANGES = {"auto": None, "on": True, "off": False}
+
+
 @dataclass
 class SpecGRConfig:
     draft_size: int = 50  # δ: items drafted per round
@@ -39,6 +43,12 @@ class SpecGRConfig:
     # memory bound of the per-round (users x N) prefix mask: users are drafted in chunks of <= this many elements,
     # so a 1M-item catalog never needs a (B, 1M) mask (and its int64 search temporaries) for the whole batch
     draft_chunk_elems: int = 1 << 27
+    # batched loop only, same drafts either way: how a guided round finds the items under the user's beam prefixes,
+    # for drafters with an embedding index. True = the items' ranges in the sorted semantic ids
+    # (`SemanticIDs.prefix_items`), scored by gathering their embeddings; False = a (users x N) prefix mask and a
+    # scan of the whole catalog; None = ranges when they gather fewer floats than the catalog has items
+    # (beams x largest prefix x embedding dim <= N: large catalogs, longer prefixes; docs/RESULTS.md §4)
+    draft_ranges: bool | None = None
 
     def __post_init__(self):
         # ValueErrors, not asserts: knob checks must survive `python -O`, and each names the fix
