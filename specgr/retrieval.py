@@ -194,7 +194,10 @@ class RetrievalIndex:
         if self.metric == "cosine":
             q = _l2norm(q)
         i = torch.as_tensor(ids, dtype=torch.long, device=self._emb.device)
-        s = (self._emb[i.clamp(min=0)] * q[:, None, :]).sum(-1)
+        if i.ndim == 2 and i.shape[1] * self.dim > self.n_items:  # gathering (B, M, d) would read more than the
+            s = (q @ self._emb.T).gather(1, i.clamp(min=0))  # table: score every item (the scan's matmul) and pick
+        else:
+            s = (self._emb[i.clamp(min=0)] * q[:, None, :]).sum(-1)
         return s.masked_fill(i < 0, 0.0).to(ids.device if isinstance(ids, torch.Tensor) else self._emb.device)
 
     def _search_torch(self, q, k, allowed, exclude):

@@ -39,6 +39,19 @@ def test_torch_exact_topk(chunk):
     assert torch.allclose(sc, ref_s, atol=1e-5)
 
 
+@pytest.mark.parametrize("metric", ["ip", "cosine"])
+@pytest.mark.parametrize("M", [5, 40])  # 5 x 16 floats to gather < 500 items; 40 x 16 > 500: one matmul, then pick
+def test_score_is_the_search_score(metric, M):
+    items, q = _data()
+    idx = RetrievalIndex(items, backend="torch", device="cpu", metric=metric)
+    ids = torch.randint(0, len(items), (len(q), M), generator=torch.Generator().manual_seed(1))
+    ids[0, :2] = -1
+    got = idx.score(q, ids)
+    top_i, top_s = idx.search(q, len(items))  # every item's search score
+    want = torch.empty_like(top_s).scatter_(1, top_i, top_s).gather(1, ids.clamp(min=0)).masked_fill(ids < 0, 0.0)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("backend", ["torch", pytest.param("faiss", marks=needs_faiss)])
 def test_mask_and_exclude_honoured(backend):
     items, q = _data()

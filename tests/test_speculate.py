@@ -182,20 +182,21 @@ def test_range_drafting_matches_the_catalog_scan(world):
         assert_same(scan, SpecGR(model, d, sids, cfg.replace(**kw)).recommend(hist, hl))
 
 
-def test_range_drafting_by_default_only_where_it_gathers_less_than_a_scan(world, monkeypatch):
-    """draft_ranges=None: ranges for 3-digit prefixes (β·w·d = 4·w3·16 <= N = 300 here), the scan for 1-digit ones
-    (w1 ≈ N / C items each), and never for a drafter without an embedding index."""
+def test_range_drafting_by_default_unless_the_prefixes_hold_more_than_the_catalog(world, monkeypatch):
+    """draft_ranges=None: ranges where β × w <= N (w: the most items a prefix of that length holds), the scan where
+    not, and never for a drafter without an embedding index. Here w = 46, 11, 4 for 1-3 digits and N = 300."""
     model, d, sids, hist, hl = world
     lengths = []
     real = SemanticIDs.prefix_items
     monkeypatch.setattr(SemanticIDs, "prefix_items", lambda self, p, *a, **kw: lengths.append(p.shape[2]) or
                         real(self, p, *a, **kw))
-    cfg = small(draft_size=20, num_beams=4, threshold=-3.7, top_k=40)
-    assert 4 * sids.max_prefix_items(3) * 16 <= N < 4 * sids.max_prefix_items(1) * 16
-    SpecGR(model, d, sids, cfg).recommend(hist, hl)
-    assert 3 in lengths and 1 not in lengths
+    for beta, want in ((4, {1, 2, 3}), (10, {2, 3})):  # 4 x 46 <= 300 < 10 x 46
+        assert (beta * sids.max_prefix_items(1) <= N) == (1 in want)
+        lengths.clear()
+        SpecGR(model, d, sids, small(draft_size=20, num_beams=beta, threshold=-3.7, top_k=40)).recommend(hist, hl)
+        assert set(lengths) == want
     lengths.clear()
-    SpecGR(model, PlainDrafter(d.index.embeddings()), sids, cfg.replace(draft_ranges=True)).recommend(hist, hl)
+    SpecGR(model, PlainDrafter(d.index.embeddings()), sids, small(draft_ranges=True)).recommend(hist, hl)
     assert lengths == []
 
 

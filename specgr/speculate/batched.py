@@ -250,8 +250,9 @@ class SpecGR:
         in_only = not cfg.inductive
         b = rows.numel()
         ranges = cfg.uses_prefixes(rnd) and self._drafts_from_ranges(drafts, beam)
-        per_user = beam.tokens.shape[1] * sids.max_prefix_items(beam.length, in_only) * drafts.q.shape[1] \
-            if ranges else sids.n_items  # floats per user of the gather, or of the (c, N) mask and scan
+        m = beam.tokens.shape[1] * sids.max_prefix_items(beam.length, in_only) if ranges else 0
+        # elements per user: the (c, N) mask and scan, or the candidates and their scores (`RetrievalIndex.score`)
+        per_user = m + min(m * drafts.q.shape[1], sids.n_items) if ranges else sids.n_items
         step = max(1, cfg.draft_chunk_elems // max(per_user, 1))
         out_i, out_s = [], []
         for s in range(0, b, step):
@@ -279,14 +280,15 @@ class SpecGR:
 
     def _drafts_from_ranges(self, drafts, beam) -> bool:
         """Whether a guided round drafts from the prefixes' item ranges (`SpecGRConfig.draft_ranges`): only with an
-        embedding index; by default when gathering β × w embeddings (w: the most items a prefix of this length holds)
-        costs fewer floats than the N items of a catalog scan. Decided from shapes only: no host sync."""
+        embedding index; by default when the β × w candidates (w: the most items a prefix of this length holds) are
+        at most the catalog's N items, so that ranking them costs less than masking and ranking the catalog. Decided
+        from shapes only: no host sync."""
         if not drafts.has_index or beam.length == 0:
             return False
         if self.cfg.draft_ranges is not None:
             return self.cfg.draft_ranges
         w = self.sids.max_prefix_items(beam.length, not self.cfg.inductive)
-        return beam.tokens.shape[1] * w * drafts.q.shape[1] <= self.sids.n_items
+        return beam.tokens.shape[1] * w <= self.sids.n_items
 
     # ------------------------------------------------------------------ final lists
     def _finalize(self, cand, cand_v, cand_ds, cand_acc, n_acc, fin, K: int, drafts, cand_fs=None):

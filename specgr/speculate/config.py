@@ -45,9 +45,9 @@ class SpecGRConfig:
     draft_chunk_elems: int = 1 << 27
     # batched loop only, same drafts either way: how a guided round finds the items under the user's beam prefixes,
     # for drafters with an embedding index. True = the items' ranges in the sorted semantic ids
-    # (`SemanticIDs.prefix_items`), scored by gathering their embeddings; False = a (users x N) prefix mask and a
-    # scan of the whole catalog; None = ranges when they gather fewer floats than the catalog has items
-    # (beams x largest prefix x embedding dim <= N: large catalogs, longer prefixes; docs/RESULTS.md §4)
+    # (`SemanticIDs.prefix_items`), and a top-k over them alone; False = a (users x N) prefix mask and a top-k over
+    # the whole catalog; None = ranges when there are at most N candidates (beams x the most items a prefix of that
+    # length holds), i.e. unless one prefix holds a large share of the catalog (docs/RESULTS.md §4)
     draft_ranges: bool | None = None
 
     def __post_init__(self):
