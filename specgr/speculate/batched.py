@@ -1,7 +1,8 @@
 """Batched, exact SpecGR: the loop of `specgr.speculate.reference` run for B users at once, returning the same lists.
 
 What "exact" takes care of, compared with the authors' batched code (docs/METHOD.md §7):
-- per-user prefix constraints (`SemanticIDs.prefix_match_mask` is per row), never a union over the batch;
+- per-user prefix constraints (`SemanticIDs.prefix_match_mask` and `prefix_items` are per row), never a union over
+  the batch;
 - an item is never drafted twice (the drafter gets each user's drafted ids as `exclude`), so lists have no duplicates;
 - per-user early exit: users with >= K accepted stop. Compacting (the default on CPU): they leave the active set, so
   they stop costing compute, and one host sync per round decides who is still active. Static (the default on CUDA,
