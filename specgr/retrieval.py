@@ -189,7 +189,10 @@ class RetrievalIndex:
 
     def score(self, queries, ids: torch.Tensor) -> torch.Tensor:
         """The search score of given items: queries (B, d), ids (B, M) (-1 = none) -> (B, M) float32 on the ids'
-        device, exactly what `search` returns for those items (0 for id -1)."""
+        device, what `search` returns for those items (0 for id -1), up to float summation order.
+
+        Where M × d > N, one (B, N) matmul over the table replaces the (B, M, d) gather: callers bound B × N (the SpecGR
+        loop drafts in user chunks of `SpecGRConfig.draft_chunk_elems`)."""
         q = _as_tensor(queries, device=self._emb.device)
         if self.metric == "cosine":
             q = _l2norm(q)
