@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from specgr import cli_recommend, cli_stages
@@ -90,16 +89,14 @@ SHARDED_COMMANDS = ("train", "evaluate", "recommend")
 
 def check_launch(a) -> None:
     """Refuse a torchrun launch (WORLD_SIZE > 1) that the command would not use, with the fix."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    from specgr.distributed import launch_size, refuse_launch
+
+    world = launch_size()
     if world <= 1:
         return
     cmd = a.fn.__name__.removeprefix("cmd_").replace("_", "-")
     if cmd not in SHARDED_COMMANDS or (cmd == "train" and a.model not in cli_stages.MULTI_GPU_MODELS):
-        what = f"specgr {cmd}" + (f" {a.model}" if cmd == "train" else "")
-        raise ValueError(f"`{what}` runs in one process, but torchrun launched {world} (WORLD_SIZE={world}): each "
-                         "would repeat its work and write the same files. Fix: run it without torchrun; under "
-                         "torchrun use `specgr train tiger|specgr++ --devices N`, `specgr evaluate` or `specgr "
-                         "recommend` (docs/DISTRIBUTED.md).")
+        refuse_launch(f"specgr {cmd}" + (f" {a.model}" if cmd == "train" else ""))
     if cmd == "train" and a.devices * a.num_nodes != world:
         raise ValueError(f"torchrun launched {world} processes, but --devices {a.devices} x --num-nodes "
                          f"{a.num_nodes} = {a.devices * a.num_nodes}. Fix: pass --devices "

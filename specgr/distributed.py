@@ -126,6 +126,21 @@ def summarize_distributed(per_row: dict[str, np.ndarray], unseen: np.ndarray, de
 
 
 # ---------------------------------------------------------------- sharded inference under one torchrun launch
+def launch_size() -> int:
+    """How many processes torchrun launched (WORLD_SIZE), 1 without a launch."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def refuse_launch(what: str) -> None:
+    """Stop `what` (a command or function that runs in one process) when torchrun launched several, with the fix."""
+    world = launch_size()
+    if world > 1:
+        raise ValueError(f"`{what}` runs in one process, but torchrun launched {world} (WORLD_SIZE={world}): each "
+                         "would repeat its work and write the same files. Fix: run it without torchrun; under "
+                         "torchrun use `specgr train tiger|specgr++ --devices N`, `specgr evaluate` or `specgr "
+                         "recommend` (docs/DISTRIBUTED.md).")
+
+
 def init_from_env(device="auto") -> torch.device:
     """The device of this process, with the process group started when torchrun launched several (WORLD_SIZE > 1).
 
@@ -135,7 +150,7 @@ def init_from_env(device="auto") -> torch.device:
     from specgr.utils import resolve_device
 
     dev = resolve_device(device)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launch_size()
     if world <= 1:
         return dev
     if not dist.is_available():

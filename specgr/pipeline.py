@@ -653,6 +653,9 @@ class Pipeline:
 
 
 def run_pipeline(cfg: PipelineConfig, stages=STAGES, force=(), mirror=None, export_to=None, **kw) -> Pipeline:
+    from specgr.distributed import refuse_launch
+
+    refuse_launch("run_pipeline")  # every stage would run in every process (the `specgr pipeline` door says so too)
     p = Pipeline(cfg, **kw)
     f = set(force)
     p.stage_prepare("prepare" in f, mirror=mirror) if "prepare" in stages else None

@@ -199,3 +199,13 @@ def test_cli_refuses_a_torchrun_launch_the_command_cannot_use(monkeypatch, capsy
     monkeypatch.setenv("WORLD_SIZE", "1")  # one process: no check
     assert main(["train", "aux", "--dataset", "no-such-dataset", "--data-root", "no/such/root"]) == 2
     assert "torchrun" not in capsys.readouterr().err
+
+
+def test_run_pipeline_refuses_a_torchrun_launch(monkeypatch, tmp_path):
+    """The library door of `specgr pipeline`: under torchrun it stops before any stage, naming the fix."""
+    from specgr.pipeline import PipelineConfig, run_pipeline
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="`run_pipeline` runs in one process.*Fix: run it without torchrun"):
+        run_pipeline(PipelineConfig(dataset="x"), run_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
