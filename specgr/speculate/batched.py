@@ -98,9 +98,7 @@ class _DraftSource:
         """
         dev = self.q.device
         q, cands = self.q[rows.to(dev)], cands.to(dev)
-        if getattr(self.drafter, "exclude_history", False):  # as EmbeddingDrafter.draft does
-            h = self.hist[rows]
-            exclude = h if exclude is None else torch.cat([exclude, h], 1)
+        exclude = self._with_history(rows, exclude)
         bad = cands < 0
         if exclude is not None and exclude.shape[1]:
             ex = torch.sort(exclude.to(dev), dim=1).values  # membership by binary search: (b, M log E), not (b, M, E)
@@ -115,6 +113,14 @@ class _DraftSource:
             top = torch.cat([top, top.new_full((top.shape[0], k - kk), float("-inf"))], 1)
         return ids, top
 
+    def _with_history(self, rows: torch.Tensor, exclude):
+        """exclude (b, E) | None, plus the users' histories when the drafter excludes them (as
+        EmbeddingDrafter.draft does, which the fast paths bypass)."""
+        if not getattr(self.drafter, "exclude_history", False):
+            return exclude
+        h = self.hist[rows]
+        return h if exclude is None else torch.cat([exclude, h], 1)
+
     def draft(self, rows: torch.Tensor, k: int, allowed, exclude):
         """rows (b,) batch rows of the users; allowed (b, N) bool | None; exclude (b, E) -> ids, scores (b, k)."""
         h = self.hist[rows]
@@ -122,8 +128,7 @@ class _DraftSource:
             return self.drafter.draft(h, self.hist_len[rows], k, allowed=allowed, exclude=exclude)
         dev = self.q.device
         q = self.q[rows.to(dev)]
-        if getattr(self.drafter, "exclude_history", False):  # as EmbeddingDrafter.draft does
-            exclude = h if exclude is None else torch.cat([exclude, h], 1)
+        exclude = self._with_history(rows, exclude)
         allowed = None if allowed is None else allowed.to(dev)
         exclude = None if exclude is None else exclude.to(dev)
         return self.drafter.index.search(q, k, allowed=allowed, exclude=exclude)
@@ -250,8 +255,8 @@ class SpecGR:
         cfg, sids, dev = self.cfg, self.sids, self.device
         in_only = not cfg.inductive
         b = rows.numel()
-        ranges = cfg.uses_prefixes(rnd) and self._drafts_from_ranges(drafts, beam)
-        m = beam.tokens.shape[1] * sids.max_prefix_items(beam.length, in_only) if ranges else 0
+        m = self._range_candidates(drafts, beam) if cfg.uses_prefixes(rnd) else 0
+        ranges = m > 0
         # elements per user: the (c, N) mask and scan, or the candidates and their scores (`RetrievalIndex.score`)
         per_user = m + min(m * drafts.q.shape[1], sids.n_items) if ranges else sids.n_items
         step = max(1, cfg.draft_chunk_elems // max(per_user, 1))
@@ -279,17 +284,16 @@ class SpecGR:
             return out_i[0], out_s[0]
         return torch.cat(out_i), torch.cat([x.to(dev) for x in out_s])
 
-    def _drafts_from_ranges(self, drafts, beam) -> bool:
-        """Whether a guided round drafts from the prefixes' item ranges (`SpecGRConfig.draft_ranges`): only with an
-        embedding index; by default when the β × w candidates (w: the most items a prefix of this length holds) are
-        at most the catalog's N items, so that ranking them costs less than masking and ranking the catalog. Decided
-        from shapes only: no host sync."""
+    def _range_candidates(self, drafts, beam) -> int:
+        """A guided round's candidates per user when it drafts from the prefixes' item ranges, β × w (w: the most
+        items a prefix of this length holds); 0 when it scans the catalog (`SpecGRConfig.draft_ranges`). Ranges need
+        an embedding index; by default they are used when β × w <= N, so that ranking them costs less than masking
+        and ranking the catalog. Decided from shapes only: no host sync."""
         if not drafts.has_index or beam.length == 0:
-            return False
-        if self.cfg.draft_ranges is not None:
-            return self.cfg.draft_ranges
-        w = self.sids.max_prefix_items(beam.length, not self.cfg.inductive)
-        return beam.tokens.shape[1] * w <= self.sids.n_items
+            return 0
+        m = beam.tokens.shape[1] * self.sids.max_prefix_items(beam.length, not self.cfg.inductive)
+        use = self.cfg.draft_ranges if self.cfg.draft_ranges is not None else m <= self.sids.n_items
+        return m if use else 0
 
     # ------------------------------------------------------------------ final lists
     def _finalize(self, cand, cand_v, cand_ds, cand_acc, n_acc, fin, K: int, drafts, cand_fs=None):
