@@ -269,15 +269,13 @@ class SpecGR:
             if ranges:  # (c, β·w) ids under the user's own prefixes: same drafts, the catalog is never scanned
                 items = sids.prefix_items(beam.tokens[s:e], beam.valid[s:e], in_sample_only=in_only)
                 i, sc = drafts.draft_among(rows[s:e], cfg.draft_size, items, exclude)
-                out_i.append(i.to(dev))
-                out_s.append(sc)
-                continue
-            allowed = None
-            if cfg.uses_prefixes(rnd):  # (c, N) bool, per user: never a union over the batch
-                allowed = sids.prefix_match_mask(beam.tokens[s:e], beam.valid[s:e], in_sample_only=in_only)
-            elif in_only:
-                allowed = sids.in_sample_mask[None].expand(e - s, -1)
-            i, sc = drafts.draft(rows[s:e], cfg.draft_size, allowed, exclude)
+            else:
+                allowed = None
+                if cfg.uses_prefixes(rnd):  # (c, N) bool, per user: never a union over the batch
+                    allowed = sids.prefix_match_mask(beam.tokens[s:e], beam.valid[s:e], in_sample_only=in_only)
+                elif in_only:
+                    allowed = sids.in_sample_mask[None].expand(e - s, -1)
+                i, sc = drafts.draft(rows[s:e], cfg.draft_size, allowed, exclude)
             out_i.append(i.to(dev))
             out_s.append(sc)
         if len(out_i) == 1:
