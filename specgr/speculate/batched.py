@@ -42,6 +42,17 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def pad_lists(k: int, items: torch.Tensor, scores: torch.Tensor, sources: torch.Tensor | None = None) -> tuple:
+    """Lists of k' <= k columns -> k columns, empty slots appended: items (B, k') -> (B, k) with -1, scores with -inf,
+    sources (optional) with SOURCE_NONE. Shapes are static, so this adds nothing to a CUDA graph when k' = k."""
+    pad = k - items.shape[1]
+    out = (items, scores) if sources is None else (items, scores, sources)
+    if pad <= 0:
+        return out
+    fills = (-1, NEG_INF, SOURCE_NONE)
+    return tuple(torch.cat([t, t.new_full((t.shape[0], pad), f)], 1) for t, f in zip(out, fills))
+
+
 def desc_order(score: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
     """(B, M) scores, (B, M) bool -> (B, M) column order: members first by descending score, then non-members.
 
@@ -108,10 +119,7 @@ class _DraftSource:
         kk = min(k, cands.shape[1])
         top, pos = sc.topk(kk, dim=1)
         ids = cands.gather(1, pos).masked_fill(top == float("-inf"), -1)
-        if kk < k:
-            ids = torch.cat([ids, ids.new_full((ids.shape[0], k - kk), -1)], 1)
-            top = torch.cat([top, top.new_full((top.shape[0], k - kk), float("-inf"))], 1)
-        return ids, top
+        return pad_lists(k, ids, top)
 
     def _with_history(self, rows: torch.Tensor, exclude):
         """exclude (b, E) | None, plus the users' histories when the drafter excludes them (as
@@ -341,12 +349,7 @@ class SpecGR:
         items = torch.where(got, ids.gather(1, order), -1)
         scores = torch.where(got, sc.gather(1, order), NEG_INF)
         sources = torch.where(got, src.gather(1, order), SOURCE_NONE)
-        if kk < K:  # K > l·δ + β: pad
-            pad = K - kk
-            items = torch.cat([items, items.new_full((B, pad), -1)], 1)
-            scores = torch.cat([scores, scores.new_full((B, pad), NEG_INF)], 1)
-            sources = torch.cat([sources, sources.new_full((B, pad), SOURCE_NONE)], 1)
-        return items, scores, sources
+        return pad_lists(K, items, scores, sources)  # K > l·δ + β: empty slots at the end
 
     def _beam_learned_score(self, b_items: torch.Tensor, b_lp: torch.Tensor, drafts) -> torch.Tensor:
         """The learned final score of the final beams: b_items (B, W) (-1 = none), b_lp (B, W, 4) their digit
@@ -451,13 +454,8 @@ class TigerOnly:
         items = torch.where(ok, items, -1)
         scores = torch.where(ok, sc, NEG_INF)
         sources = torch.where(ok, SOURCE_BEAM, SOURCE_NONE)
-        if items.shape[1] < k:
-            pad = k - items.shape[1]
-            items = torch.cat([items, items.new_full((B, pad), -1)], 1)
-            scores = torch.cat([scores, scores.new_full((B, pad), NEG_INF)], 1)
-            sources = torch.cat([sources, sources.new_full((B, pad), SOURCE_NONE)], 1)
         zero = torch.zeros(B, dtype=torch.long, device=dev)
-        return SpecGRResult(items, scores, sources, zero, zero, zero)
+        return SpecGRResult(*pad_lists(k, items, scores, sources), zero, zero, zero)
 
     def recommend_rows(self, rows, batch_size: int = 256, k: int | None = 50, progress: bool = True,
                        trace: bool = False) -> SpecGRResult:
