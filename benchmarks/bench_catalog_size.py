@@ -8,13 +8,16 @@ speed depends on sizes, not weights, except through acceptance (a random verifie
 SpecGR: 4 rounds for everyone). Methods, same rows for each: SpecGR++ (encoder drafter), SpecGR_Aux (a 300-d random
 embedding drafter standing in for the text drafter: same index, same search), TIGER constrained beam search and TIGER
 unconstrained beam search (both width 50). Batches of --batch-size users; peak memory = torch.cuda.max_memory_allocated
-over the timed batches (with --cuda-graph it leaves out the graphs' memory pools, allocated at capture: read memory
-from an eager run). --draft-ranges: SpecGR's guided drafting (SpecGRConfig.draft_ranges), one run per value.
+over the timed batches. A CUDA graph allocates its buffers once, at capture, from a private pool that stays reserved
+while it replays: the allocated peak leaves them out, so each point also records held memory =
+torch.cuda.max_memory_reserved from the first (capturing) batch on, each method on an emptied cache and released
+after its run. --draft-ranges: SpecGR's guided drafting (SpecGRConfig.draft_ranges), one run per value.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -62,12 +65,20 @@ class Unconstrained:
             return beam_search(self.model, None, None, self.sids, width=k, k=k, constrained=False, state=state)[0]
 
 
-def time_method(rec, hist, hl, batch_size: int, repeats: int = 2) -> tuple[float, float]:
-    """(seconds per recommendation, peak GPU memory in GiB) over all rows, after one warm-up batch."""
+def time_method(rec, hist, hl, batch_size: int, repeats: int = 2) -> tuple[float, float, float]:
+    """(seconds per recommendation, peak allocated GPU memory in GiB) over all rows, after one warm-up batch (which
+    captures a graphed recommender), and the peak reserved GPU memory in GiB from the warm-up batch on (NaN on CPU)."""
     dev = hist.device
-    rec.recommend(hist[:batch_size], hl[:batch_size])
-    if dev.type == "cuda":
+    cuda = dev.type == "cuda"
+    if cuda:
         torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    rec.recommend(hist[:batch_size], hl[:batch_size])
+    held = float("nan")
+    if cuda:
+        torch.cuda.synchronize()
+        held = torch.cuda.max_memory_reserved() / 2**30  # the capture's peak (one reset clears both peaks)
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
     for _ in range(repeats):
@@ -76,8 +87,10 @@ def time_method(rec, hist, hl, batch_size: int, repeats: int = 2) -> tuple[float
     if dev.type == "cuda":
         torch.cuda.synchronize()
     sec = (time.perf_counter() - t) / (repeats * len(hl))
-    mem = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else float("nan")
-    return sec, mem
+    mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    if cuda:
+        held = max(held, torch.cuda.max_memory_reserved() / 2**30)
+    return sec, mem, held
 
 
 def plot(json_path: str, png: str) -> None:
@@ -148,13 +161,15 @@ def main(argv=None) -> int:
             methods[f"specgr_aux{tag}"] = graphed(SpecGR(model, text, sids, c, dev))
         methods["tiger_beam"] = graphed(TigerOnly(model, sids, num_beams=50, device=dev))
         methods["tiger_unconstrained"] = Unconstrained(model, sids, dev)
-        for name, rec in methods.items():
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
-            sec, mem = time_method(rec, hist, hl, a.batch_size)
+        for name in list(methods):
+            rec = methods.pop(name)  # released after its run: a graph's pool must not count in the next method
+            sec, mem, held = time_method(rec, hist, hl, a.batch_size)
+            del rec
+            gc.collect()
             out["points"].append({"n_items": n, "method": name, "seconds_per_rec": sec, "recs_per_s": 1 / sec,
-                                  "peak_gpu_gib": mem})
-            print(f"N={n:>8} {name:<20} {1e3 * sec:8.4f} ms/rec {1 / sec:10.0f} recs/s {mem:6.2f} GiB", flush=True)
+                                  "peak_gpu_gib": mem, "held_gpu_gib": held})
+            print(f"N={n:>8} {name:<20} {1e3 * sec:8.4f} ms/rec {1 / sec:10.0f} recs/s {mem:6.2f} GiB "
+                  f"(held {held:6.2f})", flush=True)
         del methods, model, sids, encoder, text
     if a.json:
         write_json(out, a.json)

@@ -24,6 +24,15 @@ from specgr.speculate.trace import SpecGRResult
 from specgr.utils import as_long
 
 WARMUP_RUNS = 2  # eager runs before capture: lazy tables, cuBLAS workspaces and the allocator settle on a side stream
+_WARMUP_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def warmup_stream(device: torch.device) -> torch.cuda.Stream:
+    """The side stream of every capture's warm-up runs on `device`, one per device and process: cuBLAS keeps a
+    workspace per stream until the process ends, so a new stream per capture would hold one more each time."""
+    if device not in _WARMUP_STREAMS:
+        _WARMUP_STREAMS[device] = torch.cuda.Stream(device)
+    return _WARMUP_STREAMS[device]
 
 
 @dataclass
@@ -52,7 +61,7 @@ class GraphedRecommender:
 
     def _capture(self, hist: torch.Tensor, hist_len: torch.Tensor, k: int | None) -> _Captured:
         h, n = hist.clone(), hist_len.clone()
-        side = torch.cuda.Stream(self.device)
+        side = warmup_stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(WARMUP_RUNS):
