@@ -7,6 +7,8 @@ Counted from the loop's traces (CPU, fp32; same lists as the GPU up to bf16 near
   (`beam_advance`; round 1: the empty prefix) and, per draft, the inputs after its beam prefix, minus the one the
   advance step already gave: 3, 2, 1, 0 positions in rounds 1-4.
 - `guiding_beam`: the prefixes the width-β guiding beam decodes (the empty one + its beams before the last round).
+- `within_round`: the loop with each round's draft inputs de-duplicated: drafts of one round that share a prefix
+  share its decoding (inputs of length r..3 in round r, as the loop decodes them), nothing shared across rounds.
 - `distinct_prefixes`: the distinct decoder inputs the run needs, i.e. the distinct SID prefixes of length 0-3 over
   every drafted item (0-2 for unseen ones, whose V has 3 digits) and every beam prefix that was extended. A
   verifier that cached every prefix it ever decoded, across drafts and rounds, would decode exactly these: the floor
@@ -45,16 +47,18 @@ def count(trace, sid_tokens: np.ndarray, n_in_sample: int, digit_logprobs: np.nd
 
     The paper's V of an unseen item averages its first 3 digits, so its 4th digit's input (its length-3 prefix) is
     not needed; an in-sample item's V needs all 4 (inputs: its prefixes of length 0-3)."""
-    loop, need, beams = 0, {()}, {()}
+    loop, within, need, beams = 0, 0, {()}, {()}
     prev_beam = np.zeros((1, 0), dtype=np.int64)  # round 1 extends the empty prefix
     for r in trace.rounds:
         loop += len(prev_beam) + len(r.drafted) * (N_DIGITS - r.round)
+        within += len(prev_beam) + len({tuple(t[:j]) for t in sid_tokens[r.drafted].tolist()
+                                        for j in range(r.round, N_DIGITS)})
         seen = r.drafted < n_in_sample
         need |= prefixes(sid_tokens[r.drafted[seen]], N_DIGITS - 1) | prefixes(sid_tokens[r.drafted[~seen]], 2)
         beams |= {tuple(p) for p in prev_beam.tolist()}  # the guiding beam's step from these prefixes
         if r.beam_tokens is not None:
             prev_beam = r.beam_tokens
-    out = {"loop": loop, "distinct_prefixes": len(need | beams), "guiding_beam": len(beams)}
+    out = {"loop": loop, "within_round": within, "distinct_prefixes": len(need | beams), "guiding_beam": len(beams)}
     if digit_logprobs is not None:
         fill = [s for s, src in zip(trace.scores.tolist(), trace.sources) if src != "accepted"]
         cutoff = min(fill) if fill else np.inf  # no fill-up (>= K accepted): only acceptance matters
@@ -113,7 +117,7 @@ def main(argv=None):
     per_user = [count(t, tok, b.sids.n_in_sample, lp, args.gamma) for t, lp in zip(res.traces, lps)]
     out = {"checkpoint": args.checkpoint, "drafter": args.drafter, "rows": f"{args.split}[:{args.rows}]",
            "config": cfg.to_dict(), "beam_search_max": 1 + (N_DIGITS - 1) * args.top_k}
-    for key in ("loop", "guiding_beam", "distinct_prefixes", "pruned_prefixes"):
+    for key in ("loop", "within_round", "guiding_beam", "distinct_prefixes", "pruned_prefixes"):
         v = np.array([u[key] for u in per_user])
         out[key] = {"mean": float(v.mean()), "median": float(np.median(v)), "min": int(v.min()), "max": int(v.max())}
     out["mean_rounds"] = float(res.n_rounds.float().mean())

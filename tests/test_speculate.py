@@ -471,9 +471,12 @@ def test_decoder_positions_count_on_a_hand_trace():
     tr = UserTrace(rounds=[r1, r2])
     # round 1: the empty prefix + 3 drafts x 3 inputs; round 2: 2 beams + 1 draft x 2 inputs
     # distinct: (), 1, 12, 123, 124, 15, 156 from round 1; 7, 78, 789 from round 2 (beam prefixes 1 and 7 are in it)
-    assert mod.count(tr, tok, n_in_sample=4) == {"loop": 14, "distinct_prefixes": 10, "guiding_beam": 3}
+    # within one round: round 1 shares 1 and 12 among its drafts (1 + 6 inputs), round 2 has one draft (2 + 2)
+    assert mod.count(tr, tok, n_in_sample=4) == {"loop": 14, "within_round": 11, "distinct_prefixes": 10,
+                                                 "guiding_beam": 3}
     # items 2 and 3 unseen: their V has 3 digits, so 156 and 789 are not needed
-    assert mod.count(tr, tok, n_in_sample=2) == {"loop": 14, "distinct_prefixes": 8, "guiding_beam": 3}
+    assert mod.count(tr, tok, n_in_sample=2) == {"loop": 14, "within_round": 11, "distinct_prefixes": 8,
+                                                 "guiding_beam": 3}
     # pruning by bounds (γ -1.4): item 0 stays above γ (all of its inputs); item 1 is decided after one digit (-7/4
     # is below γ and below the fill-up cutoff -1.5); item 2 after two (-6/4 = the cutoff: could still enter the fill,
     # so 15 is decoded; -7/4 after three); item 3 all. Pruned: (), 1, 7 (beams) + 12, 123, 15, 78, 789
