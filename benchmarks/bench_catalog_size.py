@@ -84,7 +84,7 @@ def time_method(rec, hist, hl, batch_size: int, repeats: int = 2) -> tuple[float
     for _ in range(repeats):
         for s in range(0, len(hl), batch_size):
             rec.recommend(hist[s:s + batch_size], hl[s:s + batch_size])
-    if dev.type == "cuda":
+    if cuda:
         torch.cuda.synchronize()
     sec = (time.perf_counter() - t) / (repeats * len(hl))
     mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
