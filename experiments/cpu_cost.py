@@ -18,7 +18,9 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,6 +28,9 @@ import torch
 from specgr.bundle import Bundle
 from specgr.evaluate import write_json
 from specgr.speculate import SpecGR, SpecGRConfig, TigerOnly, steps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_speculate import latency  # noqa: E402  (the issue-15 benchmark's one-user latency)
 
 
 def median_ms(fn, n: int) -> float:
@@ -87,6 +92,7 @@ def main(argv=None):
     rec = SpecGR(model, b.drafter("encoder"), b.sids, SpecGRConfig(), cpu)
     beam = TigerOnly(model, b.sids, num_beams=50, device=cpu)
     one = [(rows.history[i:i + 1], rows.hist_len[i:i + 1]) for i in range(a.users)]
+    n = min(a.users, len(rows.hist_len))
     out = {"checkpoint": a.checkpoint, "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
            "threads": 1, "users": a.users, "config": rec.cfg.to_dict()}
 
@@ -98,19 +104,17 @@ def main(argv=None):
         "specgr": float(np.mean([count_calls(model, lambda u=u: rec.recommend(*u)) for u in one])),
         "tiger_beam": float(np.mean([count_calls(model, lambda u=u: beam.recommend(*u)) for u in one]))}
 
-    def latency(r):
-        it = iter(one * 2)
-        for u in one[:3]:
-            r.recommend(*u)
-        return median_ms(lambda: r.recommend(*next(it)), len(one))
+    def median_latency(r) -> float:
+        r.recommend(*one[0])  # warm-up, as bench_speculate.py does
+        return latency(r, rows, n, rec.cfg.top_k)["median_ms"]
 
-    out["latency_ms"] = {"specgr": latency(rec), "tiger_beam": latency(beam)}
+    out["latency_ms"] = {"specgr": median_latency(rec), "tiger_beam": median_latency(beam)}
     if not a.no_compile:
         eager = torch.cat([rec.recommend(*u).items for u in one])
         model.compile_decoder()
         t = time.perf_counter()
         compiled = torch.cat([rec.recommend(*u).items for u in one])
-        out["compiled"] = {"first_users_s": time.perf_counter() - t, "specgr_ms": latency(rec),
+        out["compiled"] = {"first_users_s": time.perf_counter() - t, "specgr_ms": median_latency(rec),
                            "same_lists": float((eager == compiled).all(1).float().mean())}
     print(json.dumps(out, indent=2))
     if a.json:
