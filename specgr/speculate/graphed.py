@@ -30,6 +30,8 @@ _WARMUP_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
 def warmup_stream(device: torch.device) -> torch.cuda.Stream:
     """The side stream of every capture's warm-up runs on `device`, one per device and process: cuBLAS keeps a
     workspace per stream until the process ends, so a new stream per capture would hold one more each time."""
+    if device.index is None:  # "cuda" and "cuda:0" are one device: one stream
+        device = torch.device("cuda", torch.cuda.current_device())
     if device not in _WARMUP_STREAMS:
         _WARMUP_STREAMS[device] = torch.cuda.Stream(device)
     return _WARMUP_STREAMS[device]
