@@ -80,6 +80,10 @@ def calibrate_gamma(model, drafter, sids, cfg, rows, device, p):
 def timed(rec, rows, batch_size, k):
     res = rec.recommend_rows(rows, batch_size=batch_size, k=k, progress=False)
     out = {"recs_per_s": res.timing["recs_per_s"], "seconds": res.timing["seconds"], "rows": res.timing["n_rows"]}
+    replayed = getattr(rec, "rounds_replayed", None)
+    if replayed:  # a graphed SpecGR with early exit: the rounds each batch replayed (this run's batches only)
+        n_batches = -(-len(rows.hist_len) // batch_size)
+        out["batch_rounds_replayed"] = float(np.mean(replayed[-n_batches:]))
     if res.n_drafted.sum() > 0:
         out.update(acceptance_rate=res.acceptance_rate, mean_rounds=float(res.n_rounds.float().mean()),
                    frac_early_exit=float((res.n_accepted >= k).float().mean()),
@@ -151,6 +155,9 @@ def main(argv=None):
                     "near-tie flips against the reference")
     ap.add_argument("--cuda-graph", action="store_true", help="replay the batched loop and the beam search each as "
                     "one CUDA graph per batch (GraphedRecommender; static shapes, fixed --batch-size)")
+    ap.add_argument("--graph-no-exit", action="store_true", help="with --cuda-graph: the batched loop as one graph "
+                    "that runs every round (before release 19), instead of a graph per phase that stops a batch "
+                    "once all its users are done (GraphedRecommender(early_exit=False))")
     ap.add_argument("--compile", action="store_true", help="torch.compile the decoder pass (TIGER.compile_decoder) "
                     "for every method of the run: it is one model, shared")
     ap.add_argument("--fp32-accumulate", action="store_true", help="bf16 matmuls reduce in fp32 only (torch's "
@@ -200,7 +207,8 @@ def main(argv=None):
            "model": "random" if args.random_model else args.checkpoint, "preset": args.preset,
            "drafter": args.drafter, "rows": "random" if args.random_model else f"{args.split}[:{args.rows}]",
            "batch_size": args.batch_size, "config": cfg.to_dict(), "compacts": cfg.compacts(device),
-           "cuda_graph": args.cuda_graph, "compile": args.compile, "fp32_accumulate": args.fp32_accumulate,
+           "cuda_graph": args.cuda_graph, "graph_early_exit": args.cuda_graph and not args.graph_no_exit,
+           "compile": args.compile, "fp32_accumulate": args.fp32_accumulate,
            "tf32": args.tf32, "fp32_linear": args.fp32_linear}
 
     model.fp32_linear = args.fp32_linear
@@ -213,7 +221,8 @@ def main(argv=None):
         bat.recommend(rows.history[:8], rows.hist_len[:8], k=K)
         out["profile"] = profile_phases(bat, rows, args.batch_size, K, args.profile_dir)
     if args.cuda_graph:  # both methods alike, so that the same-run comparison stays fair
-        bat, tig = GraphedRecommender(bat, args.batch_size), GraphedRecommender(tig, args.batch_size)
+        bat = GraphedRecommender(bat, args.batch_size, early_exit=not args.graph_no_exit)
+        tig = GraphedRecommender(tig, args.batch_size)
     # warm-up (allocator, kernels, lazy tables; with --cuda-graph: the capture, outside the timing)
     bat.recommend(rows.history[:8], rows.hist_len[:8], k=K)
     tig.recommend(rows.history[:8], rows.hist_len[:8], k=K)

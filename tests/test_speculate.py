@@ -392,11 +392,37 @@ def test_graphed_recommender_refuses_what_it_cannot_capture(world):
         GraphedRecommender(TigerOnly(model, sids), batch_size=8)
 
 
+@pytest.mark.parametrize("name", ["static-paper", "static-learned-history", "most-accepted", "all-in-round-1"])
+def test_stopping_a_static_batch_when_no_user_is_live_keeps_its_lists(world, name):
+    """What the graphed loop's early exit does (`GraphedRecommender`): the phases of the static loop, stopped after
+    the first round in which no user of the batch is live, give the lists of the loop that runs every round."""
+    model, drafter, sids, hist, hl = world
+    cfg = {"most-accepted": small(compact=False, threshold=-4.2),  # every user done after round 2 or 3
+           "all-in-round-1": small(compact=False, threshold=float("-inf"), draft_size=10)}.get(name) or CONFIGS[name]
+    rec = SpecGR(model, drafter, sids, cfg)
+    with torch.inference_mode():
+        full = rec._recommend(hist, hl)
+        lp = rec._begin(hist, hl, None)
+        for rnd in range(1, lp.rounds + 1):
+            rec._round(lp, rnd)
+            if not rec._live(lp):
+                break
+        else:
+            rec._fill(lp)
+        stopped = rec._end(lp)
+    assert_same(full, stopped)
+    assert torch.equal(full.scores, stopped.scores)
+    if name in ("most-accepted", "all-in-round-1"):  # the case under test happens: rounds were skipped
+        assert rnd < lp.rounds and int(full.n_rounds.max()) == rnd
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("which", ["specgr", "specgr-fused", "specgr-ranges", "tiger"])
+@pytest.mark.parametrize("which", ["specgr", "specgr-fused", "specgr-ranges", "specgr-many-accepted",
+                                   "specgr-whole", "tiger"])
 def test_graphed_recommender_equals_eager(world, which):
     """A CUDA-graph replay returns the eager lists bit for bit, on a full batch and on a padded last batch (10 rows
-    in batches of 8: the second holds 2 real rows and 6 copies)."""
+    in batches of 8: the second holds 2 real rows and 6 copies); with early exit (phases, the default) and without
+    (one graph, "specgr-whole"). "specgr-many-accepted": batches stop before the last round."""
     from specgr.speculate.graphed import GraphedRecommender
 
     import copy
@@ -408,11 +434,12 @@ def test_graphed_recommender_equals_eager(world, which):
         eager = TigerOnly(model, sids, num_beams=10, device="cuda")
     else:
         extra = {"specgr-fused": dict(fusion_weight=0.5, new_item_bonus=1.0),
-                 "specgr-ranges": dict(draft_ranges=True)}.get(which, {})
+                 "specgr-ranges": dict(draft_ranges=True),
+                 "specgr-many-accepted": dict(threshold=-4.2)}.get(which, {})
         eager = SpecGR(model, drafter, sids, small(compact=False, **extra), device="cuda")
         with pytest.raises(ValueError, match="compact=False"):
             GraphedRecommender(SpecGR(model, drafter, sids, small(compact=True), device="cuda"), batch_size=8)
-    graphed = GraphedRecommender(eager, batch_size=8)
+    graphed = GraphedRecommender(eager, batch_size=8, early_exit=which != "specgr-whole")
 
     class Rows:
         history, hist_len = hist.numpy(), hl.numpy()
@@ -425,6 +452,8 @@ def test_graphed_recommender_equals_eager(world, which):
         assert torch.allclose(a.scores, got.scores, equal_nan=True)
         assert torch.equal(a.n_rounds, got.n_rounds) and torch.equal(a.n_accepted, got.n_accepted)
     assert len(graphed._captured) == 1  # one capture served every batch
+    if which == "specgr-many-accepted":  # a batch stopped early: the case under test happened
+        assert graphed.rounds_replayed and min(graphed.rounds_replayed) < eager.cfg.max_rounds
 
 
 @pytest.mark.gpu

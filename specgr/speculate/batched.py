@@ -7,7 +7,8 @@ What "exact" takes care of, compared with the authors' batched code (docs/METHOD
 - per-user early exit: users with >= K accepted stop. Compacting (the default on CPU): they leave the active set, so
   they stop costing compute, and one host sync per round decides who is still active. Static (the default on CUDA,
   faster there, docs/RESULTS.md §4): shapes stay fixed, finished users are masked in place, and the loop has no host
-  sync (`SpecGRConfig.compact`);
+  sync (`SpecGRConfig.compact`). `GraphedRecommender` replays a static batch's phases as CUDA graphs and stops after
+  the round where its last user finished (one host sync per round, between graphs);
 - the encoder runs once per user; its states are gathered for the active rows in every round.
 
 Per round, for the b active users: one drafter call (b, δ), one verifier pass over (b, δ) candidates (in guided rounds
@@ -19,6 +20,7 @@ buffers into the final lists with sorts over (B, l·δ + β), no Python per user
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -142,6 +144,36 @@ class _DraftSource:
         return self.drafter.index.search(q, k, allowed=allowed, exclude=exclude)
 
 
+@dataclass
+class _Loop:
+    """The batched loop's state between its phases (`SpecGR._begin`, `_round`, `_fill`, `_end`).
+
+    Buffers (B = batch, M = max_rounds x δ columns in drafting order, W = β): cand (B, M) item ids (-1 = none),
+    cand_v (B, M) V, cand_acc (B, M) accepted, cand_ds (B, M) drafter scores, cand_fs (B, M) learned final scores or
+    None; n_acc, n_rounds (B,); fin: the final 4-digit beams for the fill-up, tokens (B, W, 4), scores (B, W), valid
+    (B, W), digit log-probs (B, W, 4). rows (b,): the batch rows of the active users (all B with static shapes);
+    state, beam, adv: their encoder state, beam and the beam's pending decoder step (`steps.beam_advance`)."""
+
+    K: int
+    rounds: int
+    compact: bool
+    learned: bool
+    cand: torch.Tensor
+    cand_v: torch.Tensor
+    cand_acc: torch.Tensor
+    cand_ds: torch.Tensor
+    cand_fs: torch.Tensor | None
+    n_acc: torch.Tensor
+    n_rounds: torch.Tensor
+    fin: tuple
+    state: object
+    drafts: _DraftSource
+    rows: torch.Tensor
+    beam: steps.Beam
+    adv: steps.BeamAdvance | None = None
+    round_beams: list = field(default_factory=list)  # trace only: per round, (active rows, beam) after the beam step
+
+
 class SpecGR:
     """Batched SpecGR inference. model: TIGER; drafter: any Drafter; sids: SemanticIDs (moved to `device`)."""
 
@@ -163,95 +195,135 @@ class SpecGR:
 
     def _recommend(self, hist: torch.Tensor, hl: torch.Tensor, k: int | None = None,
                    trace: bool = False) -> SpecGRResult:
-        """`recommend` on validated device tensors hist (B, H), hl (B,): what `GraphedRecommender` captures."""
-        cfg, sids, dev = self.cfg, self.sids, self.device
-        K, d, W, l = k or cfg.top_k, cfg.draft_size, cfg.num_beams, cfg.max_rounds
-        in_only = not cfg.inductive  # ablation: drafts and beams restricted to in-sample items
-        B, M = hist.shape[0], cfg.max_rounds * cfg.draft_size
+        """`recommend` on validated device tensors hist (B, H), hl (B,): the loop's phases in order. The static loop
+        runs every round; `GraphedRecommender` replays the same phases, each as a graph, and skips the rounds left
+        once no user of the batch is live (`_live`)."""
+        lp = self._begin(hist, hl, k)
+        for rnd in range(1, lp.rounds + 1):
+            self._round(lp, rnd, trace)
+            if lp.compact and self._compact(lp):
+                break
+        if lp.rows.numel():
+            self._fill(lp, trace)
+        return self._end(lp, trace)
 
-        # candidate buffers in drafting order: column (r - 1) * δ + j = j-th draft of round r
-        cand = torch.full((B, M), -1, dtype=torch.long, device=dev)
-        cand_v = torch.full((B, M), NEG_INF, device=dev)
-        cand_acc = torch.zeros(B, M, dtype=torch.bool, device=dev)
-        cand_ds = torch.full((B, M), 0.0, device=dev)  # drafter scores: the trace, and the fused final score
+    def _begin(self, hist: torch.Tensor, hl: torch.Tensor, k: int | None) -> _Loop:
+        """Phase 1: the candidate buffers, the only encoder pass, the drafter's queries and the empty beam."""
+        cfg, dev = self.cfg, self.device
+        B, M, W = hist.shape[0], cfg.max_rounds * cfg.draft_size, cfg.num_beams
         learned = cfg.final_weights is not None
-        cand_fs = torch.full((B, M), NEG_INF, device=dev) if learned else None  # learned final scores
-        n_acc = torch.zeros(B, dtype=torch.long, device=dev)
-        n_rounds = torch.zeros(B, dtype=torch.long, device=dev)
-        fin = (torch.zeros(B, W, N_DIGITS, dtype=torch.long, device=dev), torch.full((B, W), NEG_INF, device=dev),
-               torch.zeros(B, W, dtype=torch.bool, device=dev),
-               torch.zeros(B, W, N_DIGITS, device=dev))  # final 4-digit beams (+ digit log-probs), for the fill-up
-        round_beams = []  # trace only: per round, (active rows, beam) after the beam step
-
         with steps.autocast(dev, cfg.autocast), record_function("specgr.encode"):
-            enc, enc_mask, state = steps.encode(self.model, sids, hist, hl)  # the only encoder pass
+            enc, enc_mask, state = steps.encode(self.model, self.sids, hist, hl)
             drafts = _DraftSource(self.drafter, self.model, hist, hl, enc, enc_mask)
         del enc  # the loop only needs the cross-attention state
-        rows = torch.arange(B, device=dev)  # batch rows of the active users
-        beam = steps.Beam.start(B, dev)
-        compact = cfg.compacts(dev)
-        for rnd in range(1, l + 1):
-            b, lo = rows.numel(), (rnd - 1) * d
-            live = n_acc[rows] < K  # (b,): all True when compacting; with static shapes finished users are masked
-            # 1. draft under each user's own beam prefixes; exclude what that user already drafted
-            with record_function("specgr.draft"):
-                ids, ds = self._draft(drafts, rows, cand, beam, rnd, lo)
-            # 2. verify. The beam's next decoder step comes first: the beam step below reuses it, and the verifier
-            # reads from it the next digit of every draft that extends a beam (all drafts in guided rounds, and in
-            # round 1, where the beam is the empty prefix): that digit's input is decoded once per beam, not per draft
-            with steps.autocast(dev, cfg.autocast), record_function("specgr.beam_step"):
-                adv = steps.beam_advance(self.model, state, beam)
-            with steps.autocast(dev, cfg.autocast), record_function("specgr.verify"):
-                extends = rnd == 1 or cfg.uses_prefixes(rnd)  # drafts extend these prefixes: reuse them
-                guide, guide_adv = (beam, adv) if extends else (None, None)
-                v = steps.verify(self.model, sids, state, ids, cfg.length_rule, cfg.min_len, guide, guide_adv,
-                                 return_logprobs=learned)
-            if learned:  # the learned final score reads V's digit log-probs (before the new-item bonus)
-                v, lp, m = v
-                fs = learned_score(cfg.final_weights,
-                                   candidate_features(ids, ds.to(dev), lp, m, sids.prefix_len, sids.n_in_sample))
-            if not compact:  # a finished user's new drafts are dropped: its buffers stay as its last round left them
-                ids, v = ids.masked_fill(~live[:, None], -1), v.masked_fill(~live[:, None], NEG_INF)
-            v = v + cfg.new_item_bonus * (ids >= sids.n_in_sample)  # 0 in the paper; pads stay -inf
-            acc = v > cfg.threshold  # pads have V = -inf: never accepted
-            n = ids.shape[1]
-            cand[rows, lo:lo + n], cand_v[rows, lo:lo + n], cand_acc[rows, lo:lo + n] = ids, v, acc
-            cand_ds[rows, lo:lo + n] = ds.float().to(dev).masked_fill(ids < 0, 0.0)
-            if learned:
-                cand_fs[rows, lo:lo + n] = fs.masked_fill(ids < 0, NEG_INF)
-            n_acc[rows] += acc.sum(1)
-            n_rounds[rows] = torch.where(live, rnd, n_rounds[rows])
-            # 3. per-user early exit: compact the active set (the one host sync of the round); without compaction the
-            # shapes stay static and the host never waits for the GPU inside the loop
-            if compact:
-                with record_function("specgr.host_sync"):
-                    keep = (n_acc[rows] < K).nonzero().squeeze(1)
-                if keep.numel() == 0:
-                    rows = rows[:0]
-                    break
-                if keep.numel() < b:
-                    rows = rows[keep]
-                    state, beam, adv = state.index(keep), beam.index(keep), adv.index(keep)
-            # 4. extend the beam by one digit: guides the next round, and (after the last round) feeds the fill-up
-            with steps.autocast(dev, cfg.autocast), record_function("specgr.beam_step"):
-                beam = steps.beam_step(self.model, sids, state, beam, W, in_sample_only=in_only, advance=adv)
-            if trace:  # the beams of the users still active after this round (masked users have none, as compacted)
-                on = (n_acc[rows] < K).cpu()
-                round_beams.append((rows.cpu()[on], beam.tokens.cpu()[on], beam.scores.cpu()[on], beam.valid.cpu()[on]))
+        # candidate buffers in drafting order: column (r - 1) * δ + j = j-th draft of round r
+        return _Loop(
+            K=k or cfg.top_k, rounds=cfg.max_rounds, compact=cfg.compacts(dev), learned=learned,
+            cand=torch.full((B, M), -1, dtype=torch.long, device=dev),
+            cand_v=torch.full((B, M), NEG_INF, device=dev),
+            cand_acc=torch.zeros(B, M, dtype=torch.bool, device=dev),
+            cand_ds=torch.full((B, M), 0.0, device=dev),  # drafter scores: the trace, and the fused final score
+            cand_fs=torch.full((B, M), NEG_INF, device=dev) if learned else None,  # learned final scores
+            n_acc=torch.zeros(B, dtype=torch.long, device=dev),
+            n_rounds=torch.zeros(B, dtype=torch.long, device=dev),
+            # final 4-digit beams (+ digit log-probs), for the fill-up
+            fin=(torch.zeros(B, W, N_DIGITS, dtype=torch.long, device=dev), torch.full((B, W), NEG_INF, device=dev),
+                 torch.zeros(B, W, dtype=torch.bool, device=dev), torch.zeros(B, W, N_DIGITS, device=dev)),
+            state=state, drafts=drafts, rows=torch.arange(B, device=dev), beam=steps.Beam.start(B, dev))
 
-        if rows.numel():
-            while beam.length < N_DIGITS:  # only when max_rounds < 4: finish the beams for the fill-up
-                with steps.autocast(dev, cfg.autocast):
-                    beam = steps.beam_step(self.model, sids, state, beam, W, in_sample_only=in_only)
-            fin[0][rows], fin[1][rows], fin[2][rows] = beam.tokens, beam.scores.float(), beam.valid
-            if learned:  # the learned final score reads the fill beams' digit log-probs
-                fin[3][rows] = beam.logprobs.float().masked_fill(~beam.valid[..., None], 0.0)
+    def _round(self, lp: _Loop, rnd: int, trace: bool = False) -> None:
+        """Phase 2, round `rnd`: the previous round's beam step (it guides this round), then draft, verify and record.
 
+        The beam step runs at the start of the round that reads it, so a batch that stops after a round skips it."""
+        cfg, sids, dev = self.cfg, self.sids, self.device
+        if lp.adv is not None:
+            self._beam_step(lp, trace)
+        rows, beam, d, K = lp.rows, lp.beam, cfg.draft_size, lp.K
+        lo = (rnd - 1) * d
+        live = lp.n_acc[rows] < K  # (b,): all True when compacting; with static shapes finished users are masked
+        # 1. draft under each user's own beam prefixes; exclude what that user already drafted
+        with record_function("specgr.draft"):
+            ids, ds = self._draft(lp.drafts, rows, lp.cand, beam, rnd, lo)
+        # 2. verify. The beam's next decoder step comes first: the beam step reuses it, and the verifier reads from it
+        # the next digit of every draft that extends a beam (all drafts in guided rounds, and in round 1, where the
+        # beam is the empty prefix): that digit's input is decoded once per beam, not per draft
+        with steps.autocast(dev, cfg.autocast), record_function("specgr.beam_step"):
+            lp.adv = adv = steps.beam_advance(self.model, lp.state, beam)
+        with steps.autocast(dev, cfg.autocast), record_function("specgr.verify"):
+            extends = rnd == 1 or cfg.uses_prefixes(rnd)  # drafts extend these prefixes: reuse them
+            guide, guide_adv = (beam, adv) if extends else (None, None)
+            v = steps.verify(self.model, sids, lp.state, ids, cfg.length_rule, cfg.min_len, guide, guide_adv,
+                             return_logprobs=lp.learned)
+        if lp.learned:  # the learned final score reads V's digit log-probs (before the new-item bonus)
+            v, logp, m = v
+            fs = learned_score(cfg.final_weights,
+                               candidate_features(ids, ds.to(dev), logp, m, sids.prefix_len, sids.n_in_sample))
+        if not lp.compact:  # a finished user's new drafts are dropped: its buffers stay as its last round left them
+            ids, v = ids.masked_fill(~live[:, None], -1), v.masked_fill(~live[:, None], NEG_INF)
+        v = v + cfg.new_item_bonus * (ids >= sids.n_in_sample)  # 0 in the paper; pads stay -inf
+        acc = v > cfg.threshold  # pads have V = -inf: never accepted
+        n = ids.shape[1]
+        lp.cand[rows, lo:lo + n], lp.cand_v[rows, lo:lo + n], lp.cand_acc[rows, lo:lo + n] = ids, v, acc
+        lp.cand_ds[rows, lo:lo + n] = ds.float().to(dev).masked_fill(ids < 0, 0.0)
+        if lp.learned:
+            lp.cand_fs[rows, lo:lo + n] = fs.masked_fill(ids < 0, NEG_INF)
+        lp.n_acc[rows] += acc.sum(1)
+        lp.n_rounds[rows] = torch.where(live, rnd, lp.n_rounds[rows])
+
+    def _compact(self, lp: _Loop) -> bool:
+        """Per-user early exit of the compacting loop: users with >= K accepted leave the active set (the one host
+        sync of the round). Returns True when none is left."""
+        with record_function("specgr.host_sync"):
+            keep = (lp.n_acc[lp.rows] < lp.K).nonzero().squeeze(1)
+        if keep.numel() == 0:
+            lp.rows = lp.rows[:0]
+            return True
+        if keep.numel() < lp.rows.numel():
+            lp.rows = lp.rows[keep]
+            lp.state, lp.beam, lp.adv = lp.state.index(keep), lp.beam.index(keep), lp.adv.index(keep)
+        return False
+
+    @staticmethod
+    def _live(lp: _Loop) -> torch.Tensor:
+        """() bool on the device: whether any user of the batch still has < K accepted (static shapes)."""
+        return (lp.n_acc < lp.K).any()
+
+    def _beam_step(self, lp: _Loop, trace: bool) -> None:
+        """Extend the beam by one digit from the round's shared decoder step (`lp.adv`)."""
+        cfg, dev = self.cfg, self.device
+        with steps.autocast(dev, cfg.autocast), record_function("specgr.beam_step"):
+            lp.beam = steps.beam_step(self.model, self.sids, lp.state, lp.beam, cfg.num_beams,
+                                      in_sample_only=not cfg.inductive, advance=lp.adv)
+        lp.adv = None
+        if trace:  # the beams of the users still active after the round (masked users have none, as compacted)
+            on = (lp.n_acc[lp.rows] < lp.K).cpu()
+            b = lp.beam
+            lp.round_beams.append((lp.rows.cpu()[on], b.tokens.cpu()[on], b.scores.cpu()[on], b.valid.cpu()[on]))
+
+    def _fill(self, lp: _Loop, trace: bool = False) -> None:
+        """Phase 3, after the last round: the last beam step, then (max_rounds < 4) the beams finished, kept for
+        the fill-up. Skipped when no user needs it."""
+        cfg, dev = self.cfg, self.device
+        if lp.adv is not None:
+            self._beam_step(lp, trace)
+        beam = lp.beam
+        while beam.length < N_DIGITS:  # only when max_rounds < 4
+            with steps.autocast(dev, cfg.autocast):
+                beam = steps.beam_step(self.model, self.sids, lp.state, beam, cfg.num_beams,
+                                       in_sample_only=not cfg.inductive)
+        rows, fin = lp.rows, lp.fin
+        fin[0][rows], fin[1][rows], fin[2][rows] = beam.tokens, beam.scores.float(), beam.valid
+        if lp.learned:  # the learned final score reads the fill beams' digit log-probs
+            fin[3][rows] = beam.logprobs.float().masked_fill(~beam.valid[..., None], 0.0)
+
+    def _end(self, lp: _Loop, trace: bool = False) -> SpecGRResult:
+        """Phase 4: the final lists from the buffers."""
         with record_function("specgr.finalize"):
-            items, scores, sources = self._finalize(cand, cand_v, cand_ds, cand_acc, n_acc, fin, K, drafts, cand_fs)
-        res = SpecGRResult(items, scores, sources, n_rounds, n_acc, (cand >= 0).sum(1))
+            items, scores, sources = self._finalize(lp.cand, lp.cand_v, lp.cand_ds, lp.cand_acc, lp.n_acc, lp.fin,
+                                                    lp.K, lp.drafts, lp.cand_fs)
+        res = SpecGRResult(items, scores, sources, lp.n_rounds, lp.n_acc, (lp.cand >= 0).sum(1))
         if trace:
-            res.traces = self._traces(res, cand, cand_v, cand_acc, cand_ds, round_beams, cand_fs)
+            res.traces = self._traces(res, lp.cand, lp.cand_v, lp.cand_acc, lp.cand_ds, lp.round_beams, lp.cand_fs)
         return res
 
     def _draft(self, drafts, rows: torch.Tensor, cand: torch.Tensor, beam, rnd: int, lo: int):

@@ -11,11 +11,18 @@ The first batch of each (history width, K) captures the wrapped recommender's `_
 every batch then copies its rows into them and replays the graph. A batch with fewer rows is padded with copies of
 its first row, whose lists are dropped. The lists are the wrapped recommender's: the same kernels run on the same
 shapes (a GPU test checks equality).
+
+Early exit (`early_exit=True`, the default for SpecGR): the loop is captured as one graph per phase (the encoder,
+each round, the last beam steps, the final lists; `SpecGR._begin`, `_round`, `_fill`, `_end`), in one memory pool.
+After each round's replay the host reads one flag, whether any user of the batch still has < K accepted, and a batch
+whose users are all done skips its remaining rounds and the fill-up beam: with static shapes those rounds would only
+rewrite masked rows, so the lists are the same (tested). This is how a graphed batch gains from a high acceptance
+rate; the price is one host sync per round. `early_exit=False` captures the whole loop as one graph.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -39,16 +46,34 @@ def warmup_stream(device: torch.device) -> torch.cuda.Stream:
 
 @dataclass
 class _Captured:
-    graph: torch.cuda.CUDAGraph
+    graph: torch.cuda.CUDAGraph  # the whole batch; with early exit, the encoder phase
     hist: torch.Tensor  # (B, H) input buffer the graph reads
     hist_len: torch.Tensor  # (B,)
-    out: SpecGRResult  # output tensors the graph writes
+    out: SpecGRResult  # output tensors the (last) graph writes
+    rounds: list = field(default_factory=list)  # early exit: per round, (its graph, its () bool "any user live" flag)
+    fill: torch.cuda.CUDAGraph | None = None  # early exit: the last beam steps (phase 3)
+    end: torch.cuda.CUDAGraph | None = None  # early exit: the final lists (phase 4)
+
+    def replay(self) -> int:
+        """Replay the batch: the one graph, or the phases until no user is live. Returns the rounds replayed."""
+        self.graph.replay()
+        for r, (g, live) in enumerate(self.rounds, 1):
+            g.replay()
+            if not live.item():  # the round's only host sync
+                break
+        else:
+            if self.fill is not None:
+                self.fill.replay()
+        if self.end is not None:
+            self.end.replay()
+        return r if self.rounds else 0
 
 
 class GraphedRecommender:
-    """rec: a `SpecGR` with static shapes or a `TigerOnly`, on CUDA; batch_size: the rows of every replay."""
+    """rec: a `SpecGR` with static shapes or a `TigerOnly`, on CUDA; batch_size: the rows of every replay;
+    early_exit: SpecGR only, stop a batch after the round where its last user finished (see the module docstring)."""
 
-    def __init__(self, rec, batch_size: int):
+    def __init__(self, rec, batch_size: int, early_exit: bool = True):
         if rec.device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, the recommender is on {rec.device}. Fix: build it with "
                              "device='cuda', or call it directly.")
@@ -58,6 +83,8 @@ class GraphedRecommender:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}. Fix: pass the batch size of the rows you will run, >= 1.")
         self.rec, self.batch_size = rec, int(batch_size)
+        self.early_exit = bool(early_exit) and isinstance(rec, SpecGR)
+        self.rounds_replayed: list[int] = []  # early exit: rounds replayed per batch, for benchmarks
         self.device, self.sids = rec.device, rec.sids
         self._captured: dict[tuple[int, int | None], _Captured] = {}
 
@@ -69,14 +96,37 @@ class GraphedRecommender:
             for _ in range(WARMUP_RUNS):
                 self.rec._recommend(h, n, k)
         torch.cuda.current_stream(self.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
-                out = self.rec._recommend(h, n, k)
+            return self._capture_phases(h, n, k) if self.early_exit else self._capture_whole(h, n, k)
         except RuntimeError as e:  # a host sync inside the loop: name it, do not fall back silently
             raise RuntimeError(f"CUDA graph capture of {type(self.rec).__name__} failed: {e}. Fix: run it without "
                                "GraphedRecommender (a step of this configuration synchronises with the host).") from e
+
+    def _capture_whole(self, h: torch.Tensor, n: torch.Tensor, k: int | None) -> _Captured:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self.rec._recommend(h, n, k)
         return _Captured(graph, h, n, out)
+
+    def _capture_phases(self, h: torch.Tensor, n: torch.Tensor, k: int | None) -> _Captured:
+        """The SpecGR loop's phases as graphs in one pool, captured in replay order. A batch may stop after any
+        round and go to the final lists: those read only buffers of the encoder phase, which every replay
+        re-initialises, and the phases it skips only ever wrote rows whose users were done."""
+        rec, pool = self.rec, torch.cuda.graph_pool_handle()
+
+        def captured(fn):
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g, pool=pool):
+                out = fn()
+            return g, out
+
+        begin, lp = captured(lambda: rec._begin(h, n, k))
+        rounds = []
+        for rnd in range(1, lp.rounds + 1):
+            rounds.append(captured(lambda r=rnd: (rec._round(lp, r), rec._live(lp))[1]))
+        fill, _ = captured(lambda: rec._fill(lp))
+        end, out = captured(lambda: rec._end(lp))
+        return _Captured(begin, h, n, out, rounds, fill, end)
 
     @torch.inference_mode()
     def recommend(self, history, hist_len, k: int | None = None, trace: bool = False) -> SpecGRResult:
@@ -102,7 +152,9 @@ class GraphedRecommender:
             cap = self._captured[key] = self._capture(hist, hl, k)
         cap.hist.copy_(hist)
         cap.hist_len.copy_(hl)
-        cap.graph.replay()
+        r = cap.replay()
+        if self.early_exit:
+            self.rounds_replayed.append(r)
         o = cap.out
         return SpecGRResult(*(t[:b].clone() for t in (o.items, o.scores, o.sources, o.n_rounds, o.n_accepted,
                                                       o.n_drafted)))
