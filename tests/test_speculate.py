@@ -6,6 +6,8 @@ scores, so there are no float ties and lists must match item for item. CPU, a fe
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -484,15 +486,9 @@ def test_graphed_recommenders_release_their_memory(world):
 
 def test_decoder_positions_count_on_a_hand_trace():
     """benchmarks/decoder_positions.py: the loop's positions and the distinct-prefix floor of a two-round trace."""
-    import importlib.util
-    from pathlib import Path
-
     from specgr.speculate.trace import RoundTrace, UserTrace
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "decoder_positions.py"
-    spec = importlib.util.spec_from_file_location("decoder_positions", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _bench_module("decoder_positions")
     tok = np.array([[1, 2, 3, 0], [1, 2, 4, 0], [1, 5, 6, 0], [7, 8, 9, 0]])
     z = np.zeros(3)
     r1 = RoundTrace(1, 0, np.array([0, 1, 2]), z, z, z.astype(bool), beam_tokens=np.array([[1], [7]]))
@@ -545,3 +541,47 @@ def test_final_weights_are_checked():
     with pytest.raises(ValueError, match="fusion_weight=0"):
         SpecGRConfig(final_weights=LEARNED_W, fusion_weight=1.0)
     assert SpecGRConfig(final_weights=list(LEARNED_W)).final_weights == LEARNED_W  # JSON lists: hashable tuples
+
+
+def _bench_module(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_speed_vs_gamma_pairs_the_graph_modes(tmp_path):
+    """benchmarks/speed_vs_gamma.py: one row per γ with both graph modes, -inf last, the ratio to beam search from
+    the runs' own numbers; runs of another setup or without graphs are refused."""
+    mod = _bench_module("speed_vs_gamma")
+
+    def run(gamma, exit_, recs, beam, replayed=None, **over):
+        d = {"model": "ckpt", "rows": "valid[:8]", "drafter": "encoder", "gpu": "toy", "batch_size": 4, "compile": True,
+             "cuda_graph": True, "graph_early_exit": exit_,
+             "config": {"threshold": gamma, "draft_size": 5, "num_beams": 3},
+             "batched": {"recs_per_s": recs, "acceptance_rate": 0.5, "mean_rounds": 2.0, "recall@5": 0.2},
+             "tiger_beam": {"recs_per_s": beam, "recall@5": 0.3}}
+        if exit_:
+            d["batched"]["batch_rounds_replayed"] = replayed
+        d.update(over)
+        p = tmp_path / f"{gamma}_{exit_}_{len(list(tmp_path.iterdir()))}.json"
+        p.write_text(json.dumps(d))  # -inf is written as -Infinity, which json reads back
+        return str(p)
+
+    files = [run(-1.4, True, 10.0, 20.0, 4.0), run(-1.4, False, 11.0, 22.0), run(float("-inf"), True, 30.0, 20.0, 1.0),
+             run(float("-inf"), False, 11.0, 20.0)]
+    rows = mod.rows_by_gamma(files)
+    assert [r["gamma"] for r in rows] == [-1.4, float("-inf")]
+    assert rows[0]["early_exit"] == 10.0 and rows[0]["one_graph"] == 11.0 and rows[0]["beam"] == 21.0
+    assert rows[0]["early_exit_vs_beam"] == pytest.approx(10 / 21) and rows[1]["early_exit_vs_beam"] == 1.5
+    assert rows[1]["batch_rounds_replayed"] == 1.0 and rows[0]["recall"] == 0.2 and rows[0]["beam_recall"] == 0.3
+    mod.plot(rows, "toy", str(tmp_path / "plot.png"))
+    assert (tmp_path / "plot.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="mix setups"):
+        mod.rows_by_gamma(files + [run(-2.0, True, 1.0, 1.0, 2.0, drafter="aux")])
+    with pytest.raises(ValueError, match="not a --cuda-graph run"):
+        mod.rows_by_gamma([run(-2.0, True, 1.0, 1.0, 2.0, cuda_graph=False)])
