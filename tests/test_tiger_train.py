@@ -119,3 +119,30 @@ def test_two_gpu_graphed_steps_equal_eager(tiny_dataset, tmp_path):
     for k, v in eager.state_dict().items():
         assert torch.allclose(v, graphed.state_dict()[k], atol=1e-4), k
     assert info["best"]["n_rows"] == len(tiny_dataset.rows("valid"))
+
+
+def test_trainers_give_back_the_float32_matmul_precision():
+    """Trainers switch CUDA matmuls to TF32 for speed; the caller's precision comes back after them, also after an
+    error, so inference later in the same process keeps its fp32 matmuls (a GPU test session once compared compiled
+    and eager decoding in TF32 after a pipeline fixture had trained)."""
+    from specgr.train import retrieval, specgr_pp, tiger
+    from specgr.train.common import restores_matmul_precision
+
+    @restores_matmul_precision
+    def trainer(fail: bool):
+        torch.set_float32_matmul_precision("high")
+        if fail:
+            raise RuntimeError("boom")
+        return "done"
+
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert trainer(False) == "done" and torch.get_float32_matmul_precision() == "highest"
+        with pytest.raises(RuntimeError, match="boom"):
+            trainer(True)
+        assert torch.get_float32_matmul_precision() == "highest"
+    finally:
+        torch.set_float32_matmul_precision(before)
+    for fn in (tiger._fit, specgr_pp.train_specgr_pp, retrieval.fit_retrieval):  # every trainer that sets it
+        assert getattr(fn, "__wrapped__", None) is not None, fn.__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -15,6 +16,22 @@ def resolve_precision(precision: str) -> str:
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
     return "32-true"
+
+
+def restores_matmul_precision(fn):
+    """Decorator for trainers that set torch's float32 matmul precision to 'high' (TF32 matmuls on CUDA) for speed:
+    the caller's setting comes back when the trainer returns or raises, so inference later in the same process (a
+    notebook, the pipeline's next stages, a test session) does not silently run its fp32 matmuls in TF32."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        before = torch.get_float32_matmul_precision()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_float32_matmul_precision(before)
+
+    return wrapped
 
 
 def resolve_warmup(warmup: float, total_steps: int) -> int:

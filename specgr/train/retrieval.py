@@ -21,7 +21,8 @@ import torch
 
 from specgr.metrics import summarize, topk_metrics
 from specgr.retrieval import RetrievalIndex
-from specgr.train.common import batch_loader, load_lightning_checkpoint, resolve_precision
+from specgr.train.common import (batch_loader, load_lightning_checkpoint, resolve_precision,
+                                 restores_matmul_precision)
 
 VAL_K = 50
 
@@ -154,6 +155,7 @@ class RetrievalLitModule(L.LightningModule):
         self._val = {}
 
 
+@restores_matmul_precision
 def fit_retrieval(lit: RetrievalLitModule, ds, cfg: RetrievalTrainConfig, out_dir, fast_dev_run=False,
                   run_name: str = "model") -> dict:
     """Train `lit` on ds's train rows, validate on its valid rows; reload the best checkpoint's weights into `lit`.

@@ -37,7 +37,8 @@ from specgr.metrics import DEFAULT_KS, topk_metrics
 from specgr.models.tiger import TIGER, TigerConfig
 from specgr.retrieval import RetrievalIndex
 from specgr.sid.semantic_ids import PAD
-from specgr.train.common import cosine_with_warmup, load_lightning_checkpoint, resolve_precision
+from specgr.train.common import (cosine_with_warmup, load_lightning_checkpoint, resolve_precision,
+                                 restores_matmul_precision)
 from specgr.train.retrieval import TensorRows, valid_pool, write_info
 
 
@@ -384,6 +385,7 @@ def _fit(lit: SpecGRPPModule, trainer: L.Trainer, ckpt, data: SpecGRPPData, fast
             "lr": getattr(lit, "lr_info", None), "world_size": trainer.world_size}
 
 
+@restores_matmul_precision
 def train_specgr_pp(ds, sids, tiger_cfg: TigerConfig, cfg: SpecGRPPConfig | None = None, out_dir="runs/specgr_pp",
                     stage: str | int = "both", fast_dev_run: bool | int = False, init_ckpt: str | None = None,
                     init_model_state: dict | None = None, item_text=None, **trainer_kwargs) -> tuple[TIGER, Projection, torch.Tensor, dict]:

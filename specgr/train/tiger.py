@@ -42,7 +42,7 @@ from specgr.metrics import rank_metrics, target_rank
 from specgr.models.beam import beam_search
 from specgr.models.tiger import TIGER, TigerConfig, save_tiger
 from specgr.train.buckets import BucketedRows
-from specgr.train.common import cosine_schedule, resolve_precision, resolve_warmup
+from specgr.train.common import cosine_schedule, resolve_precision, resolve_warmup, restores_matmul_precision
 from specgr.train.step import TrainStep, adamw, set_lr
 from specgr.sid.semantic_ids import PAD
 
@@ -226,6 +226,7 @@ def train_tiger(ds, sids, model_cfg: TigerConfig, train_cfg: TigerTrainConfig | 
     return model.eval(), res[1]
 
 
+@restores_matmul_precision
 def _fit(fabric, ds, sids, model_cfg: TigerConfig, cfg: TigerTrainConfig, out: Path, fast_dev_run: bool,
          resume: bool, item_text=None):
     fabric.seed_everything(cfg.seed, workers=True, verbose=False)
