@@ -78,12 +78,13 @@ def calibrate_gamma(model, drafter, sids, cfg, rows, device, p):
 
 
 def timed(rec, rows, batch_size, k):
+    if hasattr(rec, "rounds_replayed"):
+        rec.rounds_replayed.clear()  # count this run's batches only, not the warm-up's
     res = rec.recommend_rows(rows, batch_size=batch_size, k=k, progress=False)
     out = {"recs_per_s": res.timing["recs_per_s"], "seconds": res.timing["seconds"], "rows": res.timing["n_rows"]}
     replayed = getattr(rec, "rounds_replayed", None)
-    if replayed:  # a graphed SpecGR with early exit: the rounds each batch replayed (this run's batches only)
-        n_batches = -(-len(rows.hist_len) // batch_size)
-        out["batch_rounds_replayed"] = float(np.mean(replayed[-n_batches:]))
+    if replayed:  # a graphed SpecGR with early exit: the mean rounds its batches replayed (cleared before this run)
+        out["batch_rounds_replayed"] = sum(r * n for r, n in replayed.items()) / sum(replayed.values())
     if res.n_drafted.sum() > 0:
         out.update(acceptance_rate=res.acceptance_rate, mean_rounds=float(res.n_rounds.float().mean()),
                    frac_early_exit=float((res.n_accepted >= k).float().mean()),

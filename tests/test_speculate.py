@@ -455,7 +455,7 @@ def test_graphed_recommender_equals_eager(world, which):
         assert torch.equal(a.n_rounds, got.n_rounds) and torch.equal(a.n_accepted, got.n_accepted)
     assert len(graphed._captured) == 1  # one capture served every batch
     if which == "specgr-many-accepted":  # a batch stopped early: the case under test happened
-        assert graphed.rounds_replayed and min(graphed.rounds_replayed) < eager.cfg.max_rounds
+        assert graphed.rounds_replayed and min(graphed.rounds_replayed) < eager.cfg.max_rounds  # {rounds: batches}
 
 
 @pytest.mark.gpu

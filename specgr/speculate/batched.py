@@ -29,6 +29,7 @@ from torch.profiler import record_function
 from specgr.drafters.base import drafter_scores
 from specgr.models.beam import NEG_INF, beam_search
 from specgr.models.scoring import candidate_lengths
+from specgr.models.tiger import EncoderState
 from specgr.sid.semantic_ids import N_DIGITS
 from specgr.utils import as_long, resolve_device
 from specgr.speculate import steps
@@ -166,7 +167,7 @@ class _Loop:
     n_acc: torch.Tensor
     n_rounds: torch.Tensor
     fin: tuple
-    state: object
+    state: EncoderState
     drafts: _DraftSource
     rows: torch.Tensor
     beam: steps.Beam

@@ -22,6 +22,7 @@ rate; the price is one host sync per round. `early_exit=False` captures the whol
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
@@ -84,7 +85,7 @@ class GraphedRecommender:
             raise ValueError(f"batch_size={batch_size}. Fix: pass the batch size of the rows you will run, >= 1.")
         self.rec, self.batch_size = rec, int(batch_size)
         self.early_exit = bool(early_exit) and isinstance(rec, SpecGR)
-        self.rounds_replayed: list[int] = []  # early exit: rounds replayed per batch, for benchmarks
+        self.rounds_replayed: Counter = Counter()  # early exit: {rounds replayed: batches}, for benchmarks
         self.device, self.sids = rec.device, rec.sids
         self._captured: dict[tuple[int, int | None], _Captured] = {}
 
@@ -120,10 +121,12 @@ class GraphedRecommender:
                 out = fn()
             return g, out
 
+        def round_and_flag(rnd: int) -> torch.Tensor:
+            rec._round(lp, rnd)
+            return rec._live(lp)
+
         begin, lp = captured(lambda: rec._begin(h, n, k))
-        rounds = []
-        for rnd in range(1, lp.rounds + 1):
-            rounds.append(captured(lambda r=rnd: (rec._round(lp, r), rec._live(lp))[1]))
+        rounds = [captured(lambda r=rnd: round_and_flag(r)) for rnd in range(1, lp.rounds + 1)]
         fill, _ = captured(lambda: rec._fill(lp))
         end, out = captured(lambda: rec._end(lp))
         return _Captured(begin, h, n, out, rounds, fill, end)
@@ -154,7 +157,7 @@ class GraphedRecommender:
         cap.hist_len.copy_(hl)
         r = cap.replay()
         if self.early_exit:
-            self.rounds_replayed.append(r)
+            self.rounds_replayed[r] += 1
         o = cap.out
         return SpecGRResult(*(t[:b].clone() for t in (o.items, o.scores, o.sources, o.n_rounds, o.n_accepted,
                                                       o.n_drafted)))
