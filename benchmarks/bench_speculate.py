@@ -21,6 +21,7 @@ import json
 import platform
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -77,14 +78,28 @@ def calibrate_gamma(model, drafter, sids, cfg, rows, device, p):
     return float(np.quantile(v, 1 - p))
 
 
+def reserved_gib(device) -> float:
+    """GPU memory the process keeps reserved, GiB, after releasing unused cached blocks (a CUDA graph's pool stays
+    reserved while the graph lives); 0 on the CPU."""
+    if device.type != "cuda":
+        return 0.0
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    return torch.cuda.memory_reserved(device) / 2**30
+
+
 def timed(rec, rows, batch_size, k):
     if hasattr(rec, "rounds_replayed"):
         rec.rounds_replayed.clear()  # count this run's batches only, not the warm-up's
+        rec.round_rows.clear()
     res = rec.recommend_rows(rows, batch_size=batch_size, k=k, progress=False)
     out = {"recs_per_s": res.timing["recs_per_s"], "seconds": res.timing["seconds"], "rows": res.timing["n_rows"]}
     replayed = getattr(rec, "rounds_replayed", None)
     if replayed:  # a graphed SpecGR with early exit: the mean rounds its batches replayed (cleared before this run)
-        out["batch_rounds_replayed"] = sum(r * n for r, n in replayed.items()) / sum(replayed.values())
+        batches = sum(replayed.values())
+        out["batch_rounds_replayed"] = sum(r * n for r, n in replayed.items()) / batches
+        # with shrinking, rounds run on fewer rows: the rounds replayed, weighted by the share of the batch they ran on
+        out["batch_row_rounds"] = sum(size * n for (_, size), n in rec.round_rows.items()) / (batches * rec.batch_size)
     if res.n_drafted.sum() > 0:
         out.update(acceptance_rate=res.acceptance_rate, mean_rounds=float(res.n_rounds.float().mean()),
                    frac_early_exit=float((res.n_accepted >= k).float().mean()),
@@ -159,6 +174,11 @@ def main(argv=None):
     ap.add_argument("--graph-no-exit", action="store_true", help="with --cuda-graph: the batched loop as one graph "
                     "that runs every round (before release 19), instead of a graph per phase that stops a batch "
                     "once all its users are done (GraphedRecommender(early_exit=False))")
+    ap.add_argument("--graph-no-shrink", action="store_true", help="with --cuda-graph and early exit: every round on "
+                    "the whole batch (release 19), not on fewer rows once its live users fit them "
+                    "(GraphedRecommender(shrink=False))")
+    ap.add_argument("--phase-times", action="store_true", help="with --cuda-graph: after the timed run, one more pass "
+                    "that times each graph phase with CUDA events (GraphedRecommender.phase_ms): ms per batch")
     ap.add_argument("--compile", action="store_true", help="torch.compile the decoder pass (TIGER.compile_decoder) "
                     "for every method of the run: it is one model, shared")
     ap.add_argument("--fp32-accumulate", action="store_true", help="bf16 matmuls reduce in fp32 only (torch's "
@@ -209,6 +229,7 @@ def main(argv=None):
            "drafter": args.drafter, "rows": "random" if args.random_model else f"{args.split}[:{args.rows}]",
            "batch_size": args.batch_size, "config": cfg.to_dict(), "compacts": cfg.compacts(device),
            "cuda_graph": args.cuda_graph, "graph_early_exit": args.cuda_graph and not args.graph_no_exit,
+           "graph_shrink": args.cuda_graph and not args.graph_no_exit and not args.graph_no_shrink,
            "compile": args.compile, "fp32_accumulate": args.fp32_accumulate,
            "tf32": args.tf32, "fp32_linear": args.fp32_linear}
 
@@ -222,13 +243,26 @@ def main(argv=None):
         bat.recommend(rows.history[:8], rows.hist_len[:8], k=K)
         out["profile"] = profile_phases(bat, rows, args.batch_size, K, args.profile_dir)
     if args.cuda_graph:  # both methods alike, so that the same-run comparison stays fair
-        bat = GraphedRecommender(bat, args.batch_size, early_exit=not args.graph_no_exit)
+        bat = GraphedRecommender(bat, args.batch_size, early_exit=not args.graph_no_exit,
+                                 shrink=not args.graph_no_shrink)
         tig = GraphedRecommender(tig, args.batch_size)
     # warm-up (allocator, kernels, lazy tables; with --cuda-graph: the capture, outside the timing)
-    bat.recommend(rows.history[:8], rows.hist_len[:8], k=K)
-    tig.recommend(rows.history[:8], rows.hist_len[:8], k=K)
+    held = {}
+    for key, rec in (("batched", bat), ("tiger_beam", tig)):
+        before = reserved_gib(device)
+        rec.recommend(rows.history[:8], rows.hist_len[:8], k=K)
+        held[key] = reserved_gib(device) - before  # with --cuda-graph: what the captured graphs keep reserved
     out["batched"], res_b = timed(bat, rows, args.batch_size, K)
     out["tiger_beam"], res_t = timed(tig, rows, args.batch_size, K)
+    if device.type == "cuda":
+        for key in held:
+            out[key]["held_gib_after_warmup"] = held[key]
+    if args.phase_times and isinstance(bat, GraphedRecommender):  # an untimed pass: each phase waited for
+        bat.phase_ms = Counter()
+        res = bat.recommend_rows(rows, progress=False, k=K)
+        batches = -(-len(res.items) // args.batch_size)
+        out["batched"]["phase_ms_per_batch"] = {name: ms / batches for name, ms in sorted(bat.phase_ms.items())}
+        bat.phase_ms = None
     if getattr(rows, "target", None) is not None:  # real rows: the lists' quality beside their speed
         for key, res in (("batched", res_b), ("tiger_beam", res_t)):
             m = topk_metrics(res.items.numpy(), rows.target, ks=(K,))

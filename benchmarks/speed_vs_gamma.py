@@ -1,13 +1,14 @@
-"""Speed and recall@K of graphed SpecGR against γ, with and without early exit, beside TIGER's beam search.
+"""Speed and recall@K of graphed SpecGR against γ, per graph mode, beside TIGER's beam search.
 
     python benchmarks/speed_vs_gamma.py results/speed/bench_speculate_h100_release19_valid_*.json \
         --json results/speed_vs_gamma.json --png docs/speed_vs_gamma.png
 
 Reads `bench_speculate.py --cuda-graph` results (one file per γ and graph mode, the same rows and checkpoint) and
-writes one row per γ: recs/s of the graphed loop with early exit (`GraphedRecommender(early_exit=True)`, a batch
-stops after the round where its last user finished) and as one graph that runs every round (`--graph-no-exit`),
-TIGER's graphed beam search in the same runs, the rounds the graphed batches replayed, acceptance and recall@K.
-The paper's figure of time per recommendation against γ is the model (docs/RESULTS.md §4, release 19).
+writes one row per γ: recs/s of the graphed loop in each mode it was run in: `shrink` (the default: early exit, and
+later rounds on fewer rows once the live users fit them), `early_exit` (`--graph-no-shrink`: a batch stops after the
+round where its last user finished, every round on the whole batch) and `one_graph` (`--graph-no-exit`: every
+round), TIGER's graphed beam search in the same runs, the rounds the graphed batches replayed, acceptance and
+recall@K. The paper's figure of time per recommendation against γ is the model (docs/RESULTS.md §4, releases 19-20).
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ import statistics
 from pathlib import Path
 
 from specgr.evaluate import write_json
+
+
+def graph_mode(run: dict) -> str:
+    """A graphed run's mode: "shrink", "early_exit" or "one_graph" (files before release 20 have no graph_shrink)."""
+    if not run.get("graph_early_exit"):
+        return "one_graph"
+    return "shrink" if run.get("graph_shrink") else "early_exit"
 
 
 def rows_by_gamma(paths: list[str]) -> list[dict]:
@@ -34,12 +42,14 @@ def rows_by_gamma(paths: list[str]) -> list[dict]:
             raise ValueError(f"{r['rows']} γ {r['config']['threshold']}: not a --cuda-graph run. Fix: pass graphed "
                              "runs only.")
         row = by.setdefault(r["config"]["threshold"], {"gamma": r["config"]["threshold"], "beam": []})
-        mode = "early_exit" if r.get("graph_early_exit") else "one_graph"
+        mode = graph_mode(r)
         b = r["batched"]
         row[mode] = b["recs_per_s"]
         row["beam"].append(r["tiger_beam"]["recs_per_s"])
         if mode == "early_exit":
             row["batch_rounds_replayed"] = b["batch_rounds_replayed"]
+        if mode == "shrink":
+            row["batch_row_rounds"] = b["batch_row_rounds"]
         k = next(key for key in b if key.startswith("recall@"))
         row.update(acceptance=b["acceptance_rate"], mean_rounds=b["mean_rounds"], recall=b[k],
                    beam_recall=r["tiger_beam"][k], k=k)
@@ -47,8 +57,9 @@ def rows_by_gamma(paths: list[str]) -> list[dict]:
     for g in sorted(by, reverse=True):
         row = by[g]
         row["beam"] = statistics.mean(row["beam"])
-        if "early_exit" in row:
-            row["early_exit_vs_beam"] = row["early_exit"] / row["beam"]
+        for mode in ("shrink", "early_exit"):
+            if mode in row:
+                row[f"{mode}_vs_beam"] = row[mode] / row["beam"]
         out.append(row)
     return out
 
@@ -64,7 +75,8 @@ def plot(rows: list[dict], title: str, png: str) -> None:
     low = min(finite) - 1.0 if finite else -1.0
     x = [r["gamma"] if r["gamma"] != float("-inf") else low for r in rows]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key, label, style in (("early_exit", "SpecGR++, graphed, early exit", "o-"),
+    for key, label, style in (("shrink", "SpecGR++, graphed, early exit + fewer rows", "D-"),
+                              ("early_exit", "SpecGR++, graphed, early exit", "o-"),
                               ("one_graph", "SpecGR++, one graph, every round", "s--"),
                               ("beam", "TIGER beam search, graphed", "^:")):
         pts = [(xi, r[key]) for xi, r in zip(x, rows) if key in r]

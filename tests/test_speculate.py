@@ -6,6 +6,7 @@ scores, so there are no float ties and lists must match item for item. CPU, a fe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -407,7 +408,7 @@ def test_stopping_a_static_batch_when_no_user_is_live_keeps_its_lists(world, nam
         lp = rec._begin(hist, hl, None)
         for rnd in range(1, lp.rounds + 1):
             rec._round(lp, rnd)
-            if not rec._live(lp):
+            if not rec._n_live(lp):
                 break
         else:
             rec._fill(lp)
@@ -418,13 +419,84 @@ def test_stopping_a_static_batch_when_no_user_is_live_keeps_its_lists(world, nam
         assert rnd < lp.rounds and int(full.n_rounds.max()) == rnd
 
 
+@pytest.mark.parametrize("name", ["static-paper", "learned-history-many-accepted", "most-accepted", "many-accepted"])
+@pytest.mark.parametrize("sizes", ["fewest", "live-plus-one"])
+def test_shrinking_a_static_batch_to_its_live_users_keeps_its_lists(world, name, sizes):
+    """What the graphed loop's shrinking does (`GraphedRecommender(shrink=True)`): after each round the static loop is
+    cut to rows that hold its live users (`SpecGR._shrink`: live ones first, then finished ones), on the fewest
+    power-of-two rows that fit them or on one more row than they need; the lists are those of the loop that runs
+    every round on the whole batch."""
+    model, drafter, sids, hist, hl = world
+    cfg = {"most-accepted": small(compact=False, threshold=-4.2),
+           "many-accepted": small(compact=False, threshold=-3.9),
+           "learned-history-many-accepted": small(compact=False, threshold=-3.9, final_weights=LEARNED_W,
+                                                  exclude_history=True, new_item_bonus=0.5)}.get(name) or CONFIGS[name]
+    rec = SpecGR(model, drafter, sids, cfg)
+    B, cut_to = hist.shape[0], []
+    with torch.inference_mode():
+        full = rec._recommend(hist, hl)
+        lp = rec._begin(hist, hl, None)
+        for rnd in range(1, lp.rounds + 2):  # the rounds, then the fill-up
+            if rnd > 1:
+                n = int(rec._n_live(lp))
+                if n == 0:
+                    break
+                size = 1 << (n - 1).bit_length() if sizes == "fewest" else n + 1
+                if size < lp.rows.numel():
+                    lp = rec._shrink(lp, size)
+                    cut_to.append(size)
+                    assert int((lp.n_acc[lp.rows] < lp.K).sum()) == n  # every live user moved
+            rec._round(lp, rnd) if rnd <= lp.rounds else rec._fill(lp)
+        shrunk = rec._end(lp)
+    assert_same(full, shrunk)
+    assert torch.equal(full.scores, shrunk.scores)
+    if name != "static-paper":  # the case under test happens: later rounds ran on fewer rows
+        assert cut_to and cut_to[-1] < B, cut_to
+
+
+@pytest.mark.parametrize("after_round", [1, 2])
+def test_a_graphed_move_writes_what_shrinking_returns(world, after_round):
+    """`GraphedRecommender` moves a batch to fewer rows by gathering its state into the smaller graphs' input buffers
+    in place (`_gather_into`, captured as a graph); on the CPU the gather must equal `SpecGR._shrink`, for contiguous
+    buffers and a non-contiguous one."""
+    from specgr.speculate.graphed import _gather_into, _tensors
+
+    model, drafter, sids, hist, hl = world
+    rec = SpecGR(model, drafter, sids, small(compact=False, threshold=-3.9))
+    with torch.inference_mode():
+        lp = rec._begin(hist, hl, None)
+        for rnd in range(1, after_round + 1):
+            rec._round(lp, rnd)
+        want = rec._shrink(lp, 4)
+        dst = rec._shrink(lp, 4)
+        dst = dataclasses.replace(dst, state=dataclasses.replace(
+            dst.state, cross_kv=[(k.transpose(2, 3).contiguous().transpose(2, 3), v) for k, v in dst.state.cross_kv]))
+        assert not dst.state.cross_kv[0][0].is_contiguous()
+        for t in _tensors((dst.rows, dst.state, (dst.beam, dst.adv))):
+            t.zero_()
+        _gather_into((dst.rows, dst.state, (dst.beam, dst.adv)), (lp.rows, lp.state, (lp.beam, lp.adv)),
+                     rec._kept(lp, 4), hist.shape[0])
+    got, exp = list(_tensors((dst.rows, dst.state, (dst.beam, dst.adv)))), list(_tensors(
+        (want.rows, want.state, (want.beam, want.adv))))
+    assert len(got) == len(exp) > 10
+    assert all(torch.equal(g, e) for g, e in zip(got, exp))
+
+
+def test_shrinking_refuses_a_compacting_loop(world):
+    model, drafter, sids, hist, hl = world
+    rec = SpecGR(model, drafter, sids, small(compact=True))
+    with torch.inference_mode(), pytest.raises(ValueError, match="compact=False"):
+        rec._shrink(rec._begin(hist, hl, None), 4)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("which", ["specgr", "specgr-fused", "specgr-ranges", "specgr-many-accepted",
-                                   "specgr-whole", "tiger"])
+                                   "specgr-shrinks", "specgr-no-shrink", "specgr-whole", "tiger"])
 def test_graphed_recommender_equals_eager(world, which):
     """A CUDA-graph replay returns the eager lists bit for bit, on a full batch and on a padded last batch (10 rows
-    in batches of 8: the second holds 2 real rows and 6 copies); with early exit (phases, the default) and without
-    (one graph, "specgr-whole"). "specgr-many-accepted": batches stop before the last round."""
+    in batches of 8: the second holds 2 real rows and 6 copies); with early exit and shrinking (phases, the default),
+    early exit alone ("specgr-no-shrink") and neither (one graph, "specgr-whole"). "specgr-many-accepted": batches
+    stop before the last round; "specgr-shrinks": later rounds run on fewer rows (4 or 2)."""
     from specgr.speculate.graphed import GraphedRecommender
 
     import copy
@@ -437,11 +509,13 @@ def test_graphed_recommender_equals_eager(world, which):
     else:
         extra = {"specgr-fused": dict(fusion_weight=0.5, new_item_bonus=1.0),
                  "specgr-ranges": dict(draft_ranges=True),
-                 "specgr-many-accepted": dict(threshold=-4.2)}.get(which, {})
+                 "specgr-many-accepted": dict(threshold=-4.2),
+                 "specgr-shrinks": dict(threshold=-3.9)}.get(which, {})
         eager = SpecGR(model, drafter, sids, small(compact=False, **extra), device="cuda")
         with pytest.raises(ValueError, match="compact=False"):
             GraphedRecommender(SpecGR(model, drafter, sids, small(compact=True), device="cuda"), batch_size=8)
-    graphed = GraphedRecommender(eager, batch_size=8, early_exit=which != "specgr-whole")
+    graphed = GraphedRecommender(eager, batch_size=8, early_exit=which != "specgr-whole",
+                                 shrink=which != "specgr-no-shrink")
 
     class Rows:
         history, hist_len = hist.numpy(), hl.numpy()
@@ -456,6 +530,10 @@ def test_graphed_recommender_equals_eager(world, which):
     assert len(graphed._captured) == 1  # one capture served every batch
     if which == "specgr-many-accepted":  # a batch stopped early: the case under test happened
         assert graphed.rounds_replayed and min(graphed.rounds_replayed) < eager.cfg.max_rounds  # {rounds: batches}
+    if which == "specgr-shrinks":  # {(round, rows): batches}: a round ran on fewer rows than the batch
+        assert graphed.sizes == [8, 4, 2] and min(rows for _, rows in graphed.round_rows) < 8, graphed.round_rows
+    if which == "specgr-no-shrink":
+        assert graphed.sizes == [8] and {rows for _, rows in graphed.round_rows} == {8}
 
 
 @pytest.mark.gpu
@@ -555,11 +633,12 @@ def _bench_module(name: str):
 
 
 def test_speed_vs_gamma_pairs_the_graph_modes(tmp_path):
-    """benchmarks/speed_vs_gamma.py: one row per γ with both graph modes, -inf last, the ratio to beam search from
-    the runs' own numbers; runs of another setup or without graphs are refused."""
+    """benchmarks/speed_vs_gamma.py: one row per γ with every graph mode (release 19's files, which have no
+    graph_shrink key, read as early exit), -inf last, the ratio to beam search from the runs' own numbers; runs of
+    another setup or without graphs are refused."""
     mod = _bench_module("speed_vs_gamma")
 
-    def run(gamma, exit_, recs, beam, replayed=None, **over):
+    def run(gamma, exit_, recs, beam, replayed=None, shrink=None, **over):
         d = {"model": "ckpt", "rows": "valid[:8]", "drafter": "encoder", "gpu": "toy", "batch_size": 4, "compile": True,
              "cuda_graph": True, "graph_early_exit": exit_,
              "config": {"threshold": gamma, "draft_size": 5, "num_beams": 3},
@@ -567,17 +646,22 @@ def test_speed_vs_gamma_pairs_the_graph_modes(tmp_path):
              "tiger_beam": {"recs_per_s": beam, "recall@5": 0.3}}
         if exit_:
             d["batched"]["batch_rounds_replayed"] = replayed
+        if shrink is not None:
+            d["graph_shrink"] = True
+            d["batched"]["batch_row_rounds"] = shrink
         d.update(over)
         p = tmp_path / f"{gamma}_{exit_}_{len(list(tmp_path.iterdir()))}.json"
         p.write_text(json.dumps(d))  # -inf is written as -Infinity, which json reads back
         return str(p)
 
     files = [run(-1.4, True, 10.0, 20.0, 4.0), run(-1.4, False, 11.0, 22.0), run(float("-inf"), True, 30.0, 20.0, 1.0),
-             run(float("-inf"), False, 11.0, 20.0)]
+             run(float("-inf"), False, 11.0, 20.0), run(-1.4, True, 12.0, 20.0, 4.0, shrink=2.5)]
     rows = mod.rows_by_gamma(files)
     assert [r["gamma"] for r in rows] == [-1.4, float("-inf")]
-    assert rows[0]["early_exit"] == 10.0 and rows[0]["one_graph"] == 11.0 and rows[0]["beam"] == 21.0
-    assert rows[0]["early_exit_vs_beam"] == pytest.approx(10 / 21) and rows[1]["early_exit_vs_beam"] == 1.5
+    assert rows[0]["early_exit"] == 10.0 and rows[0]["one_graph"] == 11.0 and rows[0]["beam"] == 62 / 3
+    assert rows[0]["shrink"] == 12.0 and rows[0]["batch_row_rounds"] == 2.5 and "shrink" not in rows[1]
+    assert rows[0]["early_exit_vs_beam"] == pytest.approx(10 / (62 / 3)) and rows[1]["early_exit_vs_beam"] == 1.5
+    assert rows[0]["shrink_vs_beam"] == pytest.approx(12 / (62 / 3))
     assert rows[1]["batch_rounds_replayed"] == 1.0 and rows[0]["recall"] == 0.2 and rows[0]["beam_recall"] == 0.3
     mod.plot(rows, "toy", str(tmp_path / "plot.png"))
     assert (tmp_path / "plot.png").stat().st_size > 0

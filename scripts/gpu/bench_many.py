@@ -21,7 +21,9 @@ def summary(d: dict) -> str:
     return (f"{ {k: round(d[k]['recs_per_s']) for k in ('batched', 'tiger_beam')} } agreement "
             f"{d['reference_agreement']} acceptance {round(d['batched']['acceptance_rate'], 3)}"
             + (f" recall {rec}" if rec else "")
-            + f" rounds {round(d['batched']['mean_rounds'], 2)} early {round(d['batched']['frac_early_exit'], 3)}")
+            + f" rounds {round(d['batched']['mean_rounds'], 2)} early {round(d['batched']['frac_early_exit'], 3)}"
+            + "".join(f" {k} {round(d['batched'][k], 2)}" for k in ("batch_rounds_replayed", "batch_row_rounds",
+                                                                    "held_gib_after_warmup") if k in d["batched"]))
 
 
 def main(argv):

@@ -19,6 +19,7 @@ buffers into the final lists with sorts over (B, l·δ + β), no Python per user
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -198,7 +199,7 @@ class SpecGR:
                    trace: bool = False) -> SpecGRResult:
         """`recommend` on validated device tensors hist (B, H), hl (B,): the loop's phases in order. The static loop
         runs every round; `GraphedRecommender` replays the same phases, each as a graph, and skips the rounds left
-        once no user of the batch is live (`_live`)."""
+        once no user of the batch is live (`_n_live`)."""
         lp = self._begin(hist, hl, k)
         for rnd in range(1, lp.rounds + 1):
             self._round(lp, rnd, trace)
@@ -285,9 +286,32 @@ class SpecGR:
         return False
 
     @staticmethod
-    def _live(lp: _Loop) -> torch.Tensor:
-        """() bool on the device: whether any user of the batch still has < K accepted (static shapes)."""
-        return (lp.n_acc < lp.K).any()
+    def _n_live(lp: _Loop) -> torch.Tensor:
+        """() long on the device: how many users of the batch still have < K accepted (static shapes)."""
+        return (lp.n_acc < lp.K).sum()
+
+    @staticmethod
+    def _shrink(lp: _Loop, size: int) -> _Loop:
+        """The static loop's state cut to `size` of its rows, for the rounds left: its live users first (batch order),
+        then finished ones up to `size`. The buffers are shared; rows, encoder state, beam and pending beam step
+        are gathered (new tensors). `size` must hold every live user (`_n_live`), which the caller knows.
+
+        With static shapes a finished user's rows are masked in place and its lists no longer change, so the rounds
+        left give the same lists on any rows that include the live ones (tested). `GraphedRecommender` moves a batch
+        to a graph of fewer rows this way once most of its users are done."""
+        if lp.compact:
+            raise ValueError("_shrink cuts a static loop; a compacting loop drops its finished users itself. Fix: "
+                             "SpecGRConfig(compact=False).")
+        keep = SpecGR._kept(lp, size)
+        return dataclasses.replace(lp, rows=lp.rows[keep], state=lp.state.index(keep), beam=lp.beam.index(keep),
+                                   adv=None if lp.adv is None else lp.adv.index(keep))
+
+    @staticmethod
+    def _kept(lp: _Loop, size: int) -> torch.Tensor:
+        """(size,) positions in lp.rows that `_shrink` keeps: the live users first, in batch order, then finished
+        ones. Static shapes, no host sync."""
+        done = (lp.n_acc[lp.rows] >= lp.K).to(torch.uint8)
+        return torch.sort(done, stable=True).indices[:size]
 
     def _beam_step(self, lp: _Loop, trace: bool) -> None:
         """Extend the beam by one digit from the round's shared decoder step (`lp.adv`)."""
