@@ -179,6 +179,8 @@ def main(argv=None):
                     "(GraphedRecommender(shrink=False))")
     ap.add_argument("--phase-times", action="store_true", help="with --cuda-graph: after the timed run, one more pass "
                     "that times each graph phase with CUDA events (GraphedRecommender.phase_ms): ms per batch")
+    ap.add_argument("--compile-encoder", action="store_true", help="torch.compile the encoder pass too "
+                    "(TIGER.compile_encoder), for every method of the run")
     ap.add_argument("--compile", action="store_true", help="torch.compile the decoder pass (TIGER.compile_decoder) "
                     "for every method of the run: it is one model, shared")
     ap.add_argument("--fp32-accumulate", action="store_true", help="bf16 matmuls reduce in fp32 only (torch's "
@@ -230,12 +232,14 @@ def main(argv=None):
            "batch_size": args.batch_size, "config": cfg.to_dict(), "compacts": cfg.compacts(device),
            "cuda_graph": args.cuda_graph, "graph_early_exit": args.cuda_graph and not args.graph_no_exit,
            "graph_shrink": args.cuda_graph and not args.graph_no_exit and not args.graph_no_shrink,
-           "compile": args.compile, "fp32_accumulate": args.fp32_accumulate,
+           "compile": args.compile, "compile_encoder": args.compile_encoder, "fp32_accumulate": args.fp32_accumulate,
            "tf32": args.tf32, "fp32_linear": args.fp32_linear}
 
     model.fp32_linear = args.fp32_linear
     if args.compile:
         model.compile_decoder()
+    if args.compile_encoder:
+        model.compile_encoder()
     bat = SpecGR(model, drafter, sids, cfg, device)
     ref = ReferenceSpecGR(model, drafter, sids, cfg, device)
     tig = TigerOnly(model, sids, num_beams=K, device=device, autocast=not args.fp32)

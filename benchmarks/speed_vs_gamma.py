@@ -1,6 +1,7 @@
 """Speed and recall@K of graphed SpecGR against γ, per graph mode, beside TIGER's beam search.
 
     python benchmarks/speed_vs_gamma.py results/speed/bench_speculate_h100_release19_valid_*.json \
+        results/speed/bench_speculate_h100_release20_valid_{1.4,1.8,2.2,2.6,3.0,4.0,inf}_shrink.json \
         --json results/speed_vs_gamma.json --png docs/speed_vs_gamma.png
 
 Reads `bench_speculate.py --cuda-graph` results (one file per γ and graph mode, the same rows and checkpoint) and

@@ -230,6 +230,38 @@ def gpu_decoding_case(sid_seed: int, seed: int):
     return m, ids, mask, tok, dec_in
 
 
+def assert_compiled_matches_eager(run, compile_it) -> list:
+    """run() -> tensors, in fp32 and under bf16 autocast, before and after compile_it(): the same within 1e-4 in fp32
+    and within bf16 rounding under autocast. Returns the compiled fp32 outputs."""
+    def both():
+        fp32 = run()
+        with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+            return fp32, run()
+
+    eager, eager_bf16 = both()
+    compile_it()
+    got, got_bf16 = both()
+    for a, b in zip(eager, got):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+    for a, b in zip(eager_bf16, got_bf16):
+        torch.testing.assert_close(b.float(), a.float(), atol=0.1, rtol=0.05)
+    return got
+
+
+@pytest.mark.gpu
+def test_compiled_encoder_matches_eager_on_gpu():
+    """compile_encoder (torch.compile of the encoder pass): the same encoder states as eager encoding, in fp32 and
+    under bf16 autocast (within bf16 rounding), on two batch shapes (dynamic shapes)."""
+    m, ids, mask, _, _ = gpu_decoding_case(sid_seed=3, seed=1)
+
+    def run():
+        with torch.no_grad():
+            return [m.encode(ids[:n], mask[:n]) for n in (ids.shape[0], 2)]
+
+    assert_compiled_matches_eager(run, m.compile_encoder)
+    assert m._compiled_encode is not None
+
+
 @pytest.mark.gpu
 def test_compiled_decoder_matches_eager_on_gpu():
     """compile_decoder (torch.compile, its own small-key attention): the same token log-probs as eager decoding, with
@@ -245,18 +277,8 @@ def test_compiled_decoder_matches_eager_on_gpu():
                                             past=[(k, v) for k, v in past])
         return full, tail
 
-    eager = run()
-    with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
-        eager_bf16 = run()
-    m.compile_decoder()
-    got = run()
-    with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
-        got_bf16 = run()
-    for a, b in zip(eager, got):
-        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+    got = assert_compiled_matches_eager(run, m.compile_decoder)
     torch.testing.assert_close(got[1], got[0][..., 2:], atol=1e-4, rtol=1e-4)  # the cache path = teacher forcing
-    for a, b in zip(eager_bf16, got_bf16):
-        torch.testing.assert_close(b, a, atol=0.1, rtol=0.05)
 
 
 @pytest.mark.gpu

@@ -8,6 +8,8 @@
 #           valid γ grid (-1.4, -1.8, -2.6, -3.0, -4.0, -inf) with shrinking
 #           and where the time goes: valid rows at γ -1.8 and -2.2, both ways, with --phase-times (GPU time per phase)
 #   PART=3: the phase times alone (in release 20's first version, calls 1-4, PART=2 did not run them)
+#   PART=4: the compiled encoder (--compile-encoder, TIGER.compile_encoder) against the encoder eager, alternating:
+#           issue 15's setting (256 reference rows with it), valid γ -2.2 and SpecGR_Aux γ -2.6, and its GPU test
 # Files of the first version (moves to fewer rows run eagerly, calls 1-4) are results/speed/*release20_v1_*.json.
 # Carry: .carry/processed/amazon2018-game with the MiniLM embeddings (as 43, 44).
 source scripts/gpu/common.sh
@@ -37,6 +39,12 @@ case ${PART:-1} in
   run 500 valid_2.2_shrink_phases="$P --gamma -2.2" valid_2.2_exit_phases="$P --gamma -2.2 --graph-no-shrink" \
     valid_1.8_shrink_phases="$P --gamma -1.8" valid_1.8_exit_phases="$P --gamma -1.8 --graph-no-shrink"
   ;;
+4)
+  timeout 100 python3 -m pytest -q -m gpu tests/test_tiger.py -k compiled 2>&1 | tail -3
+  E="--compile-encoder"
+  run 440 official_enc="$E --ref-rows 256" official_noenc="--ref-rows 16" official_enc_2="$E --ref-rows 16" \
+    official_noenc_2="--ref-rows 16" valid_2.2_enc="$V $E --gamma -2.2" valid_2.2_noenc="$V --gamma -2.2" \
+    aux_2.6_enc="$V $E --drafter aux --gamma -2.6" aux_2.6_noenc="$V --drafter aux --gamma -2.6" ;;
 esac
 for f in $D/*phases.json; do [ -e "$f" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1]))['batched']
 print(sys.argv[1].split('_', 3)[-1], {k: round(v, 2) for k, v in d['phase_ms_per_batch'].items()})" $f; done
