@@ -2,7 +2,7 @@
 goes. Times each part of `SpecGR._begin` on the first 1,024 Games test rows of the shipped checkpoint, bf16 autocast,
 eager and with the encoder through torch.compile, each part captured as a CUDA graph and replayed 50 times.
 
-    python3 scripts/gpu/46_encoder_time.py        # prints one JSON line per part: ms per batch
+    python3 scripts/gpu/46_encoder_time.py        # prints one JSON line: ms per batch of each part
 """
 
 import json
