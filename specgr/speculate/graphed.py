@@ -14,16 +14,15 @@ shapes (a GPU test checks equality).
 
 Early exit (`early_exit=True`, the default for SpecGR): the loop is captured as one graph per phase (the encoder,
 each round, the last beam steps, the final lists; `SpecGR._begin`, `_round`, `_fill`, `_end`), in one memory pool.
-After each round's replay the host reads one flag, whether any user of the batch still has < K accepted, and a batch
+After each round's replay the host reads one number, how many users of the batch still have < K accepted, and a batch
 whose users are all done skips its remaining rounds and the fill-up beam: with static shapes those rounds would only
 rewrite masked rows, so the lists are the same (tested). This is how a graphed batch gains from a high acceptance
 rate; the price is one host sync per round. `early_exit=False` captures the whole loop as one graph.
 
-Shrinking (`shrink=True`, the default with early exit): the host reads how many users are live, not just whether
-any is. Rounds 2 and later, and the fill-up, are also captured on fewer rows: B/2, B/4, ... down to B/32 (at least 2),
-one chain of graphs per size. Once the live users fit a smaller size, the batch moves there (`SpecGR._shrink`: live
-users first, then finished ones; their encoder states, beams and pending beam step gathered into that chain's input
-buffers) and its later rounds cost that size. Without it, one late user keeps the whole batch's rows decoding: the
+Shrinking (`shrink=True`, the default with early exit): rounds 2 and later, and the fill-up, are also captured on
+fewer rows, B/2, B/4, ... down to B/32 (at least 2), one chain of graphs per size. Once the live users fit a smaller
+size, the batch moves there (`SpecGR._shrink`: live users first, then finished ones; a captured move gathers their
+encoder states, beams and pending beam step into that chain's input buffers) and its later rounds cost that size. Without it, one late user keeps the whole batch's rows decoding: the
 compacting loop's saving, at the price of a few more captures and their buffers.
 """
 
