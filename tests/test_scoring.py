@@ -5,7 +5,7 @@ import torch
 
 from specgr.data.tokenize import history_tokens
 from specgr.models.beam import Beam, beam_advance, beam_step
-from specgr.models.scoring import score_candidates
+from specgr.models.scoring import length_normalized, score_candidates
 from specgr.models.tiger import TIGER, tiger_preset
 from specgr.sid.semantic_ids import SemanticIDs
 
@@ -71,6 +71,19 @@ def test_prefix_len_rule(env):
                 assert abs(float(ref) - float(v[b, r])) < 1e-5
     with pytest.raises(ValueError):
         score_candidates(model, enc, mask, cand, sids.tokens, sids.n_in_sample, length_rule="prefix_len")
+
+
+def test_length_normalized_is_the_mean_of_the_first_m_digits():
+    """Hand case: digits after the m-th never count, even -inf ones; a -inf digit among the first m gives -inf; the
+    sum is the cumulative sum's, up to rounding (on the CPU torch accumulates cumulative sums in float64)."""
+    lp = torch.tensor([[-1.0, -2.0, -3.0, float("-inf")], [-0.5, float("-inf"), -1.0, -1.0],
+                       [-0.1, -0.2, -0.3, -0.4]])
+    m = torch.tensor([3, 4, 1])
+    v = length_normalized(lp, m)
+    assert torch.equal(v, torch.tensor([-2.0, float("-inf"), -0.1]))
+    x = torch.randn(64, 50, 4)
+    mm = torch.randint(1, 5, (64, 50))
+    torch.testing.assert_close(length_normalized(x, mm), x.cumsum(-1).gather(-1, (mm - 1)[..., None])[..., 0] / mm)
 
 
 def test_empty_candidates(env):

@@ -41,8 +41,15 @@ def candidate_lengths(cand: torch.Tensor, n_in_sample: int, length_rule: str = "
 
 
 def length_normalized(lp: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """V from digit log-probs: lp (..., 4), m (...) digits averaged (candidate_lengths) -> (...) mean of the first m."""
-    return lp.cumsum(-1).gather(-1, (m - 1)[..., None])[..., 0] / m
+    """V from digit log-probs: lp (..., D), m (...) digits averaged (candidate_lengths) -> (...) mean of the first m.
+
+    The first m digits are added in order in fp32 (adding the 0.0 of a masked digit is exact): the cumulative sum of
+    earlier releases up to rounding, without its scan kernel, which on CUDA took 0.3 ms per round for 51k drafts of
+    4 digits (docs/RESULTS.md §4)."""
+    total = lp[..., 0]
+    for t in range(1, lp.shape[-1]):
+        total = total + torch.where(m > t, lp[..., t], 0.0)  # digits after the m-th (-inf or not) never count
+    return total / m
 
 
 def digit_logprobs(model: TIGER, enc, enc_mask, cand_tokens: torch.Tensor) -> torch.Tensor:
@@ -79,10 +86,9 @@ def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.
     if advance is not None:  # digit L+1 from the shared step; decoding starts one input later, on its cache
         parts.append(advance.logprobs.reshape(B * W, -1)[flat, cand_tokens[..., L].reshape(-1)].view(B, R, 1).float())
         cache, start = advance.past, L + 1
-    if start < N_DIGITS:
-        past = [(k[flat], v[flat]) for k, v in cache]
+    if start < N_DIGITS:  # (B, R, 4 - start); each draft continues its parent's cache row, read inside the pass
         parts.append(model.decoder_token_logprobs(state, None, cand_tokens[..., start - 1:N_DIGITS - 1],
-                                                  cand_tokens[..., start:], past=past))  # (B, R, 4 - start)
+                                                  cand_tokens[..., start:], past=cache, past_rows=flat))
     return torch.cat(parts, -1)
 
 

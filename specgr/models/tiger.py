@@ -149,6 +149,7 @@ class TIGER(nn.Module):
         self.t5.lm_head.weight = self.t5.shared.weight
         self._buckets: dict = {}
         self._compiled_decode = None  # compile_decoder()
+        self._compiled_chunk_logprobs = None  # compile_decoder()
         self._compiled_encode = None  # compile_encoder()
         # inference under autocast only: linear layers take bf16 inputs but return fp32 (docs/RESULTS.md §4); `_lin`
         self.fp32_linear = False
@@ -359,21 +360,31 @@ class TIGER(nn.Module):
         dominate decoding a 2M-parameter model over 1-4 tokens (docs/RESULTS.md §4). The first calls of each new
         input structure compile (seconds to a minute). Dynamo compiles at most `torch._dynamo.config.recompile_limit`
         (8) structures of this function per process; later ones decode eagerly, with the same fp32 small-key
-        attention. Returns self."""
+        attention. The verifier's token log-probs (`_token_logprobs`) are compiled too. Returns self."""
         self._compiled_decode = torch.compile(self._decode_eager, dynamic=True)
+        self._compiled_chunk_logprobs = torch.compile(self._chunk_logprobs, dynamic=True)
         return self
 
-    def _decode(self, state: EncoderState, tokens: torch.Tensor, past: list | None = None):
+    def _decode(self, state: EncoderState, tokens: torch.Tensor, past: list | None = None,
+                past_rows: torch.Tensor | None = None, want_cache: bool = True):
         """`_decode_eager`, compiled after `compile_decoder()`."""
         if self._compiled_decode is None or self.training:
-            return self._decode_eager(state, tokens, past)
-        return self._compiled_decode(state, tokens.contiguous(), past)  # one stride: fewer recompilations
+            return self._decode_eager(state, tokens, past, past_rows, want_cache)
+        # contiguous tokens: one stride, fewer recompilations
+        return self._compiled_decode(state, tokens.contiguous(), past, past_rows, want_cache)
 
-    def _decode_eager(self, state: EncoderState, tokens: torch.Tensor, past: list | None = None):
+    def _decode_eager(self, state: EncoderState, tokens: torch.Tensor, past: list | None = None,
+                      past_rows: torch.Tensor | None = None, want_cache: bool = True):
         """tokens (B, R, L): R sequences per user, positions Lp..Lp+L-1 (Lp = cached length).
 
+        past: the self-attention cache, per layer (k, v) (B*R, h, Lp, d_kv), or (P, h, Lp, d_kv) with past_rows
+        (B*R,) long, the cache row of each sequence (the verifier's drafts read their parent beam's rows): the rows are
+        gathered inside the (compiled) pass, where Inductor fuses the gather into the attention that reads them, so
+        no copy of the cache per draft is written. On an H100 this measured no faster than the copy (docs/RESULTS.md
+        §4, release 21).
+
         Returns hidden (B, R, L, d) after the final LayerNorm and the new self-attention cache: per layer (k, v),
-        each (B*R, h, Lp+L, d_kv).
+        each (B*R, h, Lp+L, d_kv); None with want_cache=False (a verification pass, whose cache nobody reads).
         """
         B, R, L = tokens.shape
         n = B * R
@@ -390,8 +401,10 @@ class TIGER(nn.Module):
             a = sa.SelfAttention
             q, k, v = self._heads(a.q, h, n, L), self._heads(a.k, h, n, L), self._heads(a.v, h, n, L)
             if past is not None:
-                k, v = torch.cat([past[i][0], k], 2), torch.cat([past[i][1], v], 2)
-            new_past.append((k, v))
+                pk, pv = past[i] if past_rows is None else (past[i][0][past_rows], past[i][1][past_rows])
+                k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
+            if want_cache:
+                new_past.append((k, v))
             x = x + self._drop(self._lin(a.o, self._sdpa(q, k, v, self_mask)))
             # cross-attention: all R*L positions of a user in one query block against that user's T states
             h = self._norm(ca.layer_norm, x)
@@ -402,7 +415,7 @@ class TIGER(nn.Module):
             x = x + self._drop(self._lin(c.o, o))
             x = x + self._drop(self._ff(ff.DenseReluDense, self._norm(ff.layer_norm, x)))
         x = self._drop(self._norm(dec.final_layer_norm, x))
-        return x.view(B, R, L, -1), new_past
+        return x.view(B, R, L, -1), (new_past if want_cache else None)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Tied output embedding with T5's d_model**-0.5 rescale (tie_word_embeddings=True).
@@ -423,7 +436,7 @@ class TIGER(nn.Module):
         B, R, L = dec_input.shape
         if R == 0 or L == 0:
             return torch.zeros(B, R, L, self.vocab_size, device=dec_input.device)
-        hidden, _ = self._decode(self._state(enc, enc_mask), dec_input)
+        hidden, _ = self._decode(self._state(enc, enc_mask), dec_input, want_cache=False)
         return self._logits(hidden)
 
     def decoder_logprobs(self, enc, enc_mask, dec_input: torch.Tensor) -> torch.Tensor:
@@ -436,38 +449,46 @@ class TIGER(nn.Module):
         return torch.log_softmax(self.decoder_logits(enc, enc_mask, dec_input).float(), -1)
 
     def decoder_token_logprobs(self, enc, enc_mask, dec_input: torch.Tensor, targets: torch.Tensor,
-                               past: list | None = None) -> torch.Tensor:
+                               past: list | None = None, past_rows: torch.Tensor | None = None) -> torch.Tensor:
         """log p(targets[..., t] | dec_input[..., :t+1]) -> (B, R, L) fp32.
 
         enc (B, T, d) or an EncoderState; dec_input, targets (B, R, L). past: an optional self-attention cache per
         (B*R) row (per layer (k, v) (B*R, h, Lp, d_kv)), then dec_input holds positions Lp..Lp+L-1 (prefix reuse of
-        the SpecGR loop, `specgr.models.scoring.prefix_digit_logprobs`).
+        the SpecGR loop, `specgr.models.scoring.prefix_digit_logprobs`); or, with past_rows (B*R,) long, a cache of
+        other rows (P, h, Lp, d_kv) and the row each sequence continues (its parent beam).
         """
         B, R, L = dec_input.shape
         if R == 0 or L == 0:
             return torch.zeros(B, R, L, device=dec_input.device)
-        hidden, _ = self._decode(self._state(enc, enc_mask), dec_input, past)
+        hidden, _ = self._decode(self._state(enc, enc_mask), dec_input, past, past_rows, want_cache=False)
         return self._token_logprobs(hidden, targets)
 
     def _token_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """hidden (..., d), targets (...) -> log-softmax of the logits at the targets (...), fp32.
 
-        Only (TOKEN_LOGPROB_CHUNK[device], V) logits exist at a time: the full (B, R, L, V) logits of a verify call (and their
-        fp32 copy under autocast) are never materialised. The logsumexp runs in fp32 and in place on the chunk's fp32
-        logits (max, subtract, exp, sum: no further (rows, V) temporaries).
+        Only (TOKEN_LOGPROB_CHUNK[device], V) logits exist at a time: the full (B, R, L, V) logits of a verify call
+        (and their fp32 copy under autocast) are never materialised. After `compile_decoder()` each chunk runs
+        compiled: the logits' max, exp, sum and the target's gather become one fused reduction that reads the logits
+        once, where eager kernels read them five times (docs/RESULTS.md §4).
         """
         h = hidden.reshape(-1, hidden.shape[-1])
         t = targets.reshape(-1, 1).long()
         out = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
         n = TOKEN_LOGPROB_CHUNK.get(h.device.type, TOKEN_LOGPROB_CHUNK["cuda"])
+        chunk = self._chunk_logprobs if self._compiled_chunk_logprobs is None or self.training \
+            else self._compiled_chunk_logprobs
         for i in range(0, h.shape[0], n):
-            lg = self._logits(h[i:i + n])
-            lg = lg.float() if lg.dtype != torch.float32 else lg  # a fresh tensor either way: safe to edit in place
-            tgt = lg.gather(1, t[i:i + n])[:, 0]
-            mx = lg.amax(1, keepdim=True)
-            lse = lg.sub_(mx).exp_().sum(1).log_() + mx[:, 0]
-            out[i:i + n] = tgt - lse
+            out[i:i + n] = chunk(h[i:i + n], t[i:i + n])
         return out.view(targets.shape)
+
+    def _chunk_logprobs(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """h (n, d) hidden states, t (n, 1) long targets -> (n,) fp32 log-softmax at the targets. The logsumexp runs in
+        fp32 and in place on the fresh fp32 logits (max, subtract, exp, sum: no further (n, V) temporaries)."""
+        lg = self._logits(h)
+        lg = lg.float() if lg.dtype != torch.float32 else lg  # a fresh tensor either way: safe to edit in place
+        tgt = lg.gather(1, t)[:, 0]
+        mx = lg.amax(1, keepdim=True)
+        return tgt - (lg.sub_(mx).exp_().sum(1).log_() + mx[:, 0])
 
     def decode_step(self, state: EncoderState, last_tokens: torch.Tensor, past: list | None):
         """One decoding step for W beams per user with a KV cache.
