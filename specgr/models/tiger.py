@@ -468,8 +468,8 @@ class TIGER(nn.Module):
 
         Only (TOKEN_LOGPROB_CHUNK[device], V) logits exist at a time: the full (B, R, L, V) logits of a verify call
         (and their fp32 copy under autocast) are never materialised. After `compile_decoder()` each chunk runs
-        compiled: the logits' max, exp, sum and the target's gather become one fused reduction that reads the logits
-        once, where eager kernels read them five times (docs/RESULTS.md §4).
+        compiled: the logits' max, exp, sum and the target's gather become one fused reduction over the logits, in place
+        of four eager kernels (max, subtract, exp, sum) that each pass over them (docs/RESULTS.md §4, release 21).
         """
         h = hidden.reshape(-1, hidden.shape[-1])
         t = targets.reshape(-1, 1).long()
