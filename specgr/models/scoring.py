@@ -86,9 +86,10 @@ def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.
     if advance is not None:  # digit L+1 from the shared step; decoding starts one input later, on its cache
         parts.append(advance.logprobs.reshape(B * W, -1)[flat, cand_tokens[..., L].reshape(-1)].view(B, R, 1).float())
         cache, start = advance.past, L + 1
-    if start < N_DIGITS:  # (B, R, 4 - start); each draft continues its parent's cache row, read inside the pass
+    if start < N_DIGITS:  # (B, R, 4 - start) on a copy of each draft's parent cache row
+        past = [(k[flat], v[flat]) for k, v in cache]
         parts.append(model.decoder_token_logprobs(state, None, cand_tokens[..., start - 1:N_DIGITS - 1],
-                                                  cand_tokens[..., start:], past=cache, past_rows=flat))
+                                                  cand_tokens[..., start:], past=past))
     return torch.cat(parts, -1)
 
 

@@ -365,23 +365,18 @@ class TIGER(nn.Module):
         self._compiled_chunk_logprobs = torch.compile(self._chunk_logprobs, dynamic=True)
         return self
 
-    def _decode(self, state: EncoderState, tokens: torch.Tensor, past: list | None = None,
-                past_rows: torch.Tensor | None = None, want_cache: bool = True):
+    def _decode(self, state: EncoderState, tokens: torch.Tensor, past: list | None = None, want_cache: bool = True):
         """`_decode_eager`, compiled after `compile_decoder()`."""
         if self._compiled_decode is None or self.training:
-            return self._decode_eager(state, tokens, past, past_rows, want_cache)
+            return self._decode_eager(state, tokens, past, want_cache)
         # contiguous tokens: one stride, fewer recompilations
-        return self._compiled_decode(state, tokens.contiguous(), past, past_rows, want_cache)
+        return self._compiled_decode(state, tokens.contiguous(), past, want_cache)
 
     def _decode_eager(self, state: EncoderState, tokens: torch.Tensor, past: list | None = None,
-                      past_rows: torch.Tensor | None = None, want_cache: bool = True):
+                      want_cache: bool = True):
         """tokens (B, R, L): R sequences per user, positions Lp..Lp+L-1 (Lp = cached length).
 
-        past: the self-attention cache, per layer (k, v) (B*R, h, Lp, d_kv), or (P, h, Lp, d_kv) with past_rows
-        (B*R,) long, the cache row of each sequence (the verifier's drafts read their parent beam's rows): the rows are
-        gathered inside the (compiled) pass, where Inductor fuses the gather into the attention that reads them, so
-        no copy of the cache per draft is written. On an H100 this measured no faster than the copy (docs/RESULTS.md
-        §4, release 21).
+        past: the self-attention cache, per layer (k, v) (B*R, h, Lp, d_kv).
 
         Returns hidden (B, R, L, d) after the final LayerNorm and the new self-attention cache: per layer (k, v),
         each (B*R, h, Lp+L, d_kv); None with want_cache=False (a verification pass, whose cache nobody reads).
@@ -401,8 +396,7 @@ class TIGER(nn.Module):
             a = sa.SelfAttention
             q, k, v = self._heads(a.q, h, n, L), self._heads(a.k, h, n, L), self._heads(a.v, h, n, L)
             if past is not None:
-                pk, pv = past[i] if past_rows is None else (past[i][0][past_rows], past[i][1][past_rows])
-                k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
+                k, v = torch.cat([past[i][0], k], 2), torch.cat([past[i][1], v], 2)
             if want_cache:
                 new_past.append((k, v))
             x = x + self._drop(self._lin(a.o, self._sdpa(q, k, v, self_mask)))
@@ -449,18 +443,18 @@ class TIGER(nn.Module):
         return torch.log_softmax(self.decoder_logits(enc, enc_mask, dec_input).float(), -1)
 
     def decoder_token_logprobs(self, enc, enc_mask, dec_input: torch.Tensor, targets: torch.Tensor,
-                               past: list | None = None, past_rows: torch.Tensor | None = None) -> torch.Tensor:
+                               past: list | None = None) -> torch.Tensor:
         """log p(targets[..., t] | dec_input[..., :t+1]) -> (B, R, L) fp32.
 
         enc (B, T, d) or an EncoderState; dec_input, targets (B, R, L). past: an optional self-attention cache per
         (B*R) row (per layer (k, v) (B*R, h, Lp, d_kv)), then dec_input holds positions Lp..Lp+L-1 (prefix reuse of
-        the SpecGR loop, `specgr.models.scoring.prefix_digit_logprobs`); or, with past_rows (B*R,) long, a cache of
-        other rows (P, h, Lp, d_kv) and the row each sequence continues (its parent beam).
+        the SpecGR loop, `specgr.models.scoring.prefix_digit_logprobs`). No cache is returned: a verification pass's
+        cache has no reader.
         """
         B, R, L = dec_input.shape
         if R == 0 or L == 0:
             return torch.zeros(B, R, L, device=dec_input.device)
-        hidden, _ = self._decode(self._state(enc, enc_mask), dec_input, past, past_rows, want_cache=False)
+        hidden, _ = self._decode(self._state(enc, enc_mask), dec_input, past, want_cache=False)
         return self._token_logprobs(hidden, targets)
 
     def _token_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Release 22 (1 GPU): release 21's change 2 undone (guided drafts copy their parent beam's cache rows again before the
+# verification pass; `TIGER._decode` lost its `past_rows`), which release 21 measured as no gain; issue 15's three
+# operating points re-measured on this code, each with 256 reference rows, in one process.
+#   PART=1: the run of record (δ50 β30 γ -1.4), a repeat, the tuned point (δ100 β30 γ -1.6) and SpecGR_Aux (δ50 β30
+#           γ -1.4), test split, --compile --compile-encoder --cuda-graph
+#   PART=2: the GPU tests of the changed code (tiger, scoring, beam, speculate), then the rest of the GPU tests
+# Carry: .carry/processed/amazon2018-game with the MiniLM embeddings (as 43-48).
+source scripts/gpu/common.sh
+export BENCH_RELEASE=release22
+D=devresults/copy_parent_cache; rm -rf $D; mkdir -p $D
+FLAGS="--compile --compile-encoder --cuda-graph"
+quiet() { grep -v "^W1\|warn\|Online softmax\|split the reduction\|important use case\|softmax\.$\|^$"; }
+case ${PART:-1} in
+1)
+  OUT=$D timeout 560 python3 scripts/gpu/bench_many.py "$BENCH_GAMES $FLAGS" official="--ref-rows 256" \
+    official_2="--ref-rows 16" tuned="--delta 100 --gamma -1.6 --ref-rows 256" aux="--drafter aux --ref-rows 256" \
+    2>&1 | quiet
+  cp $D/*.json $OUT/ ;;
+2)
+  timeout 280 python3 -m pytest -q -m gpu tests/test_tiger.py tests/test_scoring.py tests/test_beam.py \
+    tests/test_speculate.py 2>&1 | tail -4
+  echo "== tests of the changed code $(( $(date +%s) - t0 )) s"
+  timeout 290 python3 -m pytest -q -m gpu tests --ignore tests/test_tiger.py --ignore tests/test_scoring.py \
+    --ignore tests/test_beam.py --ignore tests/test_speculate.py 2>&1 | tail -6 ;;
+esac
+echo "== end $(( $(date +%s) - t0 )) s"
