@@ -21,11 +21,12 @@ from specgr.speculate.batched import sync
 
 B, N_BATCHES = 1024, 2
 # kernel name fragments -> a kind of work (first match wins; the rest is "other"). Inductor's kernels come first:
-# their names list the ops they fused ("..._to_copy_..."). Release 21's two result files were written before this
-# order, so their `by_kind` files such kernels under "copy / cat" or "gather / index"; `top_kernels` is exact.
+# their names list the ops they fused ("..._to_copy_..."), and attention before matmul: the fused attention kernel is
+# "fmha_cutlassF...". Release 21's two result files were written before this order, so their `by_kind` files such
+# kernels under "copy / cat", "gather / index" or "matmul"; `top_kernels` is exact.
 KINDS = (("triton_red", "fused reduction"), ("triton_per", "fused reduction"), ("triton_poi", "fused pointwise"),
-         ("gemm", "matmul"), ("nvjet", "matmul"), ("xmma", "matmul"), ("cutlass", "matmul"), ("fmha", "attention"),
-         ("attention", "attention"), ("topk", "top-k / sort"), ("sort", "top-k / sort"), ("radix", "top-k / sort"),
+         ("fmha", "attention"), ("attention", "attention"), ("gemm", "matmul"), ("nvjet", "matmul"),
+         ("xmma", "matmul"), ("cutlass", "matmul"), ("topk", "top-k / sort"), ("sort", "top-k / sort"), ("radix", "top-k / sort"),
          ("index", "gather / index"), ("gather", "gather / index"), ("scatter", "gather / index"),
          ("cat", "copy / cat"), ("copy", "copy / cat"), ("fill", "fill"), ("reduce", "reduction"),
          ("softmax", "reduction"), ("elementwise", "pointwise"), ("scan", "cumsum / scan"))

@@ -5,6 +5,7 @@
 #   PART=1: the run of record (δ50 β30 γ -1.4), a repeat, the tuned point (δ100 β30 γ -1.6) and SpecGR_Aux (δ50 β30
 #           γ -1.4), test split, --compile --compile-encoder --cuda-graph
 #   PART=2: the GPU tests of the changed code (tiger, scoring, beam, speculate), then the rest of the GPU tests
+#   PART=3: scripts/gpu/47_kernel_profile.py on this code (its kernel kinds classified in the corrected order)
 # Carry: .carry/processed/amazon2018-game with the MiniLM embeddings (as 43-48).
 source scripts/gpu/common.sh
 export BENCH_RELEASE=release22
@@ -23,5 +24,8 @@ case ${PART:-1} in
   echo "== tests of the changed code $(( $(date +%s) - t0 )) s"
   timeout 290 python3 -m pytest -q -m gpu tests --ignore tests/test_tiger.py --ignore tests/test_scoring.py \
     --ignore tests/test_beam.py --ignore tests/test_speculate.py 2>&1 | tail -6 ;;
+3)
+  timeout 400 python3 scripts/gpu/47_kernel_profile.py $D 2>&1 | quiet | tail -40
+  cp $D/kernel_profile.json $OUT/kernel_profile_release22.json ;;
 esac
 echo "== end $(( $(date +%s) - t0 )) s"
