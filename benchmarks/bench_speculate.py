@@ -279,6 +279,8 @@ def main(argv=None):
     out["reference_agreement"] = same.mean().item()  # fraction of rows with identical lists (bf16 may flip near-ties)
     if nr > 64:  # the sample of the earlier measurements (--ref-rows 64), beside the larger one
         out["reference_agreement_first_64"] = same[:64].mean().item()
+    # which rows differ: whether two runs flip the same near-ties, or agreements on different row counts compare
+    out["reference_differing_rows"] = torch.nonzero(same == 0).flatten().tolist()
 
     if args.latency_users:
         cpu = torch.device("cpu")

@@ -6,6 +6,8 @@
 #           γ -1.4), test split, --compile --compile-encoder --cuda-graph
 #   PART=2: the GPU tests of the changed code (tiger, scoring, beam, speculate), then the rest of the GPU tests
 #   PART=3: scripts/gpu/47_kernel_profile.py on this code (its kernel kinds classified in the corrected order)
+#   PART=4: the run of record's setting three times in one process, 64 reference rows each, with the differing rows
+#           listed (`reference_differing_rows`): do repeats flip the same near-ties?
 # Carry: .carry/processed/amazon2018-game with the MiniLM embeddings (as 43-48).
 source scripts/gpu/common.sh
 export BENCH_RELEASE=release22
@@ -27,5 +29,9 @@ case ${PART:-1} in
 3)
   timeout 400 python3 scripts/gpu/47_kernel_profile.py $D 2>&1 | quiet | tail -40
   cp $D/kernel_profile.json $OUT/kernel_profile_release22.json ;;
+4)
+  OUT=$D timeout 500 python3 scripts/gpu/bench_many.py "$BENCH_GAMES $FLAGS" repeat_1="--ref-rows 64" \
+    repeat_2="--ref-rows 64" repeat_3="--ref-rows 64" 2>&1 | quiet
+  cp $D/*.json $OUT/ ;;
 esac
 echo "== end $(( $(date +%s) - t0 )) s"
