@@ -26,7 +26,8 @@ B, N_BATCHES = 1024, 2
 # kernels under "copy / cat", "gather / index" or "matmul"; `top_kernels` is exact.
 KINDS = (("triton_red", "fused reduction"), ("triton_per", "fused reduction"), ("triton_poi", "fused pointwise"),
          ("fmha", "attention"), ("attention", "attention"), ("gemm", "matmul"), ("nvjet", "matmul"),
-         ("xmma", "matmul"), ("cutlass", "matmul"), ("topk", "top-k / sort"), ("sort", "top-k / sort"), ("radix", "top-k / sort"),
+         ("xmma", "matmul"), ("cutlass", "matmul"), ("topk", "top-k / sort"), ("sort", "top-k / sort"),
+         ("radix", "top-k / sort"),
          ("index", "gather / index"), ("gather", "gather / index"), ("scatter", "gather / index"),
          ("cat", "copy / cat"), ("copy", "copy / cat"), ("fill", "fill"), ("reduce", "reduction"),
          ("softmax", "reduction"), ("elementwise", "pointwise"), ("scan", "cumsum / scan"))

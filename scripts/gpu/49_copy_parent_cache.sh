@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Release 22 (1 GPU): release 21's change 2 undone (guided drafts copy their parent beam's cache rows again before the
 # verification pass; `TIGER._decode` lost its `past_rows`), which release 21 measured as no gain; issue 15's three
-# operating points re-measured on this code, each with 256 reference rows, in one process.
+# operating points re-measured on this code in one process, each with 256 reference rows (the repeat with 16).
 #   PART=1: the run of record (δ50 β30 γ -1.4), a repeat, the tuned point (δ100 β30 γ -1.6) and SpecGR_Aux (δ50 β30
 #           γ -1.4), test split, --compile --compile-encoder --cuda-graph
 #   PART=2: the GPU tests of the changed code (tiger, scoring, beam, speculate), then the rest of the GPU tests
