@@ -18,7 +18,6 @@ source scripts/gpu/common.sh
 export BENCH_RELEASE=release21
 D=devresults/fused_verify; rm -rf $D; mkdir -p $D
 FLAGS="--compile --compile-encoder --cuda-graph"
-quiet() { grep -v "^W1\|warn\|Online softmax\|split the reduction\|important use case\|softmax\.$\|^$"; }
 case ${PART:-1} in
 1)
   timeout 240 python3 -m pytest -q -m gpu tests/test_tiger.py tests/test_scoring.py tests/test_beam.py \

@@ -13,7 +13,6 @@ source scripts/gpu/common.sh
 export BENCH_RELEASE=release22
 D=devresults/copy_parent_cache; rm -rf $D; mkdir -p $D
 FLAGS="--compile --compile-encoder --cuda-graph"
-quiet() { grep -v "^W1\|warn\|Online softmax\|split the reduction\|important use case\|softmax\.$\|^$"; }
 case ${PART:-1} in
 1)
   OUT=$D timeout 560 python3 scripts/gpu/bench_many.py "$BENCH_GAMES $FLAGS" official="--ref-rows 256" \
