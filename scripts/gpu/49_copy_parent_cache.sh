@@ -8,6 +8,8 @@
 #   PART=3: scripts/gpu/47_kernel_profile.py on this code (its kernel kinds classified in the corrected order)
 #   PART=4: the run of record's setting three times in one process, 64 reference rows each, with the differing rows
 #           listed (`reference_differing_rows`): do repeats flip the same near-ties?
+#   PART=5: call 1's first two runs again (256, then 16 reference rows) with Dynamo's recompilations logged: does the
+#           second run hit the recompile limit (and decode some shapes eagerly)?
 # Carry: .carry/processed/amazon2018-game with the MiniLM embeddings (as 43-48).
 source scripts/gpu/common.sh
 export BENCH_RELEASE=release22
@@ -32,5 +34,11 @@ case ${PART:-1} in
   OUT=$D timeout 500 python3 scripts/gpu/bench_many.py "$BENCH_GAMES $FLAGS" repeat_1="--ref-rows 64" \
     repeat_2="--ref-rows 64" repeat_3="--ref-rows 64" 2>&1 | quiet
   cp $D/*.json $OUT/ ;;
+5)
+  OUT=$D TORCH_LOGS=recompiles timeout 500 python3 scripts/gpu/bench_many.py "$BENCH_GAMES $FLAGS" \
+    limit_1="--ref-rows 256" limit_2="--ref-rows 16" > $D/recompiles.log 2>&1
+  grep -v "^W1\|Online softmax\|split the reduction\|important use case\|softmax\.$\|^$" $D/recompiles.log \
+    | grep -i "recompil\|limit\|^limit_" | cut -c1-300 | sort | uniq -c | sort -rn | head -40
+  cp $D/*.json $D/recompiles.log $OUT/ ;;
 esac
 echo "== end $(( $(date +%s) - t0 )) s"
