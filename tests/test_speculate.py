@@ -632,6 +632,24 @@ def _bench_module(name: str):
     return mod
 
 
+def test_bench_speculate_writes_the_run_of_record_keys(tmp_path):
+    """benchmarks/bench_speculate.py end to end on a random tiny model, CPU: the JSON of issue 15's run of record,
+    with the batched loop's lists equal to the one-user reference's (exact on the CPU), so no row is listed as
+    differing, and the config it ran."""
+    mod = _bench_module("bench_speculate")
+    path = tmp_path / "bench.json"
+    out = mod.main(["--random-model", "--preset", "tiny", "--n-items", "300", "--rows", "16", "--ref-rows", "8",
+                    "--batch-size", "8", "--device", "cpu", "--latency-users", "2", "--gamma", "-1.4",
+                    "--json", str(path)])
+    assert json.loads(path.read_text()) == json.loads(json.dumps(out))
+    assert out["reference_agreement"] == 1.0 and out["reference_differing_rows"] == []
+    assert out["config"]["draft_size"] == 50 and out["config"]["num_beams"] == 30 and out["config"]["threshold"] == -1.4
+    assert out["batched"]["rows"] == 16 and out["reference"]["rows"] == 8
+    assert out["batched"]["recs_per_s"] > 0 and out["tiger_beam"]["recs_per_s"] > 0
+    assert 0 < out["batched"]["mean_rounds"] <= out["config"]["max_rounds"]
+    assert set(out["cpu_latency"]) == {"specgr", "tiger_beam"} and out["cpu_latency"]["specgr"]["users"] == 2
+
+
 def test_speed_vs_gamma_pairs_the_graph_modes(tmp_path):
     """benchmarks/speed_vs_gamma.py: one row per γ with every graph mode (release 19's files, which have no
     graph_shrink key, read as early exit), -inf last, the ratio to beam search from the runs' own numbers; runs of
