@@ -107,6 +107,43 @@ def timed(rec, rows, batch_size, k):
     return out, res
 
 
+def agreement(ref_items: torch.Tensor, items: torch.Tensor, name: str = "reference") -> dict:
+    """ref_items, items (n, K) -> {name_agreement: the fraction of rows whose lists are identical (bf16 may flip
+    near-ties), name_agreement_first_64 (n > 64: the sample of the measurements before release 8),
+    name_differing_rows: which rows differ (do two runs flip the same near-ties?)}."""
+    same = (ref_items == items).all(1).float()
+    out = {f"{name}_agreement": same.mean().item()}
+    if len(same) > 64:
+        out[f"{name}_agreement_first_64"] = same[:64].mean().item()
+    out[f"{name}_differing_rows"] = torch.nonzero(same == 0).flatten().tolist()
+    return out
+
+
+def range_gpu_ms(prof, n: int, prefix: str = "specgr.") -> dict:
+    """A finished torch.profiler run over n batches -> {range name: {"gpu_ms", "calls"} per batch}: the GPU time of
+    the kernels launched inside each record_function range named prefix..., each kernel counted once, in its
+    innermost such range, and "(outside)" for the kernels launched outside them.
+
+    Not `key_averages()`' device time of a range: that adds the range's GPU-side annotation, which spans from its
+    first kernel to its last, idle gaps included, to the kernels' own time, so ranges summed to 3x the batch."""
+    out = {}
+
+    def walk(e, owner):
+        if e.name.startswith(prefix):
+            owner = e.name
+            out.setdefault(owner, {"gpu_ms": 0.0, "calls": 0})["calls"] += 1
+        kernel_us = sum(k.duration for k in e.kernels)
+        if kernel_us:
+            out.setdefault(owner or "(outside)", {"gpu_ms": 0.0, "calls": 0})["gpu_ms"] += kernel_us
+        for c in e.cpu_children:
+            walk(c, owner)
+
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CPU and e.cpu_parent is None:
+            walk(e, None)
+    return {k: {"gpu_ms": v["gpu_ms"] / n / 1e3, "calls": v["calls"] / n} for k, v in out.items()}
+
+
 def profile_phases(rec, rows, batch_size, k, out_dir):
     """torch.profiler over 3 batches of `rec.recommend`: host and GPU time per SpecGR phase (the record_function
     ranges of specgr.speculate.batched), per batch, in ms."""
@@ -120,7 +157,8 @@ def profile_phases(rec, rows, batch_size, k, out_dir):
             rec.recommend(rows.history[s:s + batch_size], rows.hist_len[s:s + batch_size], k=k)
         sync(rec.device)
     ka = prof.key_averages()
-    phases = {e.key: {"host_ms": e.cpu_time_total / n / 1e3, "gpu_ms": getattr(e, "device_time_total", 0) / n / 1e3,
+    gpu = range_gpu_ms(prof, n)
+    phases = {e.key: {"host_ms": e.cpu_time_total / n / 1e3, "gpu_ms": gpu.get(e.key, {}).get("gpu_ms", 0.0),
                       "calls_per_batch": e.count / n} for e in ka if e.key.startswith("specgr.")}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     Path(out_dir, "profile_speculate.txt").write_text(
@@ -275,12 +313,11 @@ def main(argv=None):
     ref_rows = _Rows(rows.history[:nr], rows.hist_len[:nr])
     out["reference"], res_r = timed(ref, ref_rows, 1, K)
     out["speedup_vs_reference"] = out["batched"]["recs_per_s"] / out["reference"]["recs_per_s"]
-    same = (res_r.items == res_b.items[:nr]).all(1).float()
-    out["reference_agreement"] = same.mean().item()  # fraction of rows with identical lists (bf16 may flip near-ties)
-    if nr > 64:  # the sample of the earlier measurements (--ref-rows 64), beside the larger one
-        out["reference_agreement_first_64"] = same[:64].mean().item()
-    # which rows differ: whether two runs flip the same near-ties, or agreements on different row counts compare
-    out["reference_differing_rows"] = torch.nonzero(same == 0).flatten().tolist()
+    out.update(agreement(res_r.items, res_b.items[:nr]))
+    if args.compile or args.compile_encoder:  # the reference again, not compiled: what compilation changes too
+        with torch.compiler.set_stance("force_eager"):
+            out["reference_eager"], res_e = timed(ref, ref_rows, 1, K)
+        out.update(agreement(res_e.items, res_b.items[:nr], "reference_eager"))
 
     if args.latency_users:
         cpu = torch.device("cpu")

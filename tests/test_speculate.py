@@ -687,3 +687,26 @@ def test_speed_vs_gamma_pairs_the_graph_modes(tmp_path):
         mod.rows_by_gamma(files + [run(-2.0, True, 1.0, 1.0, 2.0, drafter="aux")])
     with pytest.raises(ValueError, match="not a --cuda-graph run"):
         mod.rows_by_gamma([run(-2.0, True, 1.0, 1.0, 2.0, cuda_graph=False)])
+
+
+def test_range_gpu_ms_counts_each_kernel_once_in_its_innermost_range():
+    """The per-phase GPU time of the profiles (bench_speculate.range_gpu_ms): kernels (faked on a CPU profile) go to
+    the innermost `specgr.*` range that launched them, once; the rest to "(outside)"; per batch."""
+    import torch.profiler as tp
+    from torch.profiler import record_function
+
+    mod = _bench_module("bench_speculate")
+    with tp.profile(activities=[tp.ProfilerActivity.CPU]) as prof:
+        for _ in range(2):  # two "batches"
+            with record_function("specgr.outer"):
+                x = torch.ones(4, 4) @ torch.ones(4, 4)
+                with record_function("specgr.inner"):
+                    x = x.relu()
+            x = x.neg()
+    fake_us = {"aten::mm": 1000, "aten::relu": 10, "aten::neg": 5}
+    for e in prof.events():
+        if e.name in fake_us:
+            e.append_kernel("kernel", 0, fake_us[e.name])
+    got = mod.range_gpu_ms(prof, 2)
+    assert got == {"specgr.outer": {"gpu_ms": 1.0, "calls": 1.0}, "specgr.inner": {"gpu_ms": 0.01, "calls": 1.0},
+                   "(outside)": {"gpu_ms": 0.005, "calls": 0.0}}

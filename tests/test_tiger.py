@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from specgr.data.tokenize import BOS, EOS, PAD, history_tokens, target_labels, tokenize_rows
-from specgr.models.tiger import TIGER, EncoderState, TigerConfig, tiger_preset
+from specgr.models.tiger import RECOMPILE_LIMIT, TIGER, EncoderState, TigerConfig, tiger_preset
 from specgr.sid.semantic_ids import SemanticIDs
 
 
@@ -213,6 +213,30 @@ def test_small_key_attention_equals_sdpa(Lk):
     got = m._sdpa(q, k[:, :, :Lk], v[:, :, :Lk], mask)
     want = F.scaled_dot_product_attention(q, k[:, :, :Lk], v[:, :, :Lk], attn_mask=mask, scale=1.0)
     torch.testing.assert_close(got, want.transpose(1, 2).reshape(3, 5, 32), rtol=1e-5, atol=1e-5)
+
+
+def test_inference_before_training_leaves_the_model_trainable():
+    """The relative-position buckets are cached per shape: a cache entry made under torch.inference_mode (as every
+    recommender runs) must not reach a later pass that autograd records ("Inference tensors cannot be saved for
+    backward")."""
+    m = tiny_model(30)
+    ids, mask = random_batch()[:2]
+    with torch.inference_mode():
+        m.encode(ids, mask)
+    m.encode(ids, mask).sum().backward()  # the same shape, now with gradients
+    assert m.t5.shared.weight.grad is not None
+
+
+def test_compiling_raises_the_recompile_limit_never_lowers_it(monkeypatch):
+    """Dynamo runs a function's structures past its recompile limit (8 by default) eagerly, without a word, and the
+    decoder has more than 8: compiling raises the limit for the process, and never lowers one set higher."""
+    m = tiny_model(30)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 8)
+    m.compile_decoder()  # torch.compile is lazy: nothing compiles here
+    assert torch._dynamo.config.recompile_limit == RECOMPILE_LIMIT > 8
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1000)
+    m.compile_encoder()
+    assert torch._dynamo.config.recompile_limit == 1000
 
 
 def gpu_decoding_case(sid_seed: int, seed: int):

@@ -1,4 +1,5 @@
 """Release 21 (1 GPU): where a SpecGR batch's GPU time goes, kernel by kernel, beside TIGER's beam search.
+Release 23: `ranges`, the GPU time per SpecGR phase, counts each kernel once (`bench_speculate.range_gpu_ms`).
 
 Issue 15's setting (the shipped checkpoint, the first Games test rows, batches of 1,024, δ50 β30 γ -1.4 K50, the
 encoder drafter), decoder and encoder compiled, static shapes, not graphed (a graph replays the same kernels; the
@@ -18,6 +19,9 @@ import torch.profiler as tp
 from specgr.bundle import Bundle
 from specgr.speculate import SpecGR, SpecGRConfig, TigerOnly
 from specgr.speculate.batched import sync
+
+sys.path.insert(0, "benchmarks")
+from bench_speculate import range_gpu_ms  # noqa: E402  (the one attribution of kernels to ranges)
 
 B, N_BATCHES = 1024, 2
 # kernel name fragments -> a kind of work (first match wins; the rest is "other"). Inductor's kernels come first:
@@ -47,18 +51,17 @@ def profile(rec, rows, k):
         for i in range(2, 2 + N_BATCHES):
             rec.recommend(rows.history[i * B:(i + 1) * B], rows.hist_len[i * B:(i + 1) * B], k=k)
         sync(rec.device)
-    kernels, by_kind, ranges = {}, defaultdict(float), {}
+    kernels, by_kind = {}, defaultdict(float)
     for e in prof.key_averages():
         ms = e.self_device_time_total / N_BATCHES / 1e3
-        if e.key.startswith("specgr."):
-            ranges[e.key] = {"gpu_ms": e.device_time_total / N_BATCHES / 1e3, "calls": e.count / N_BATCHES}
-        elif ms > 0 and e.device_type == torch.autograd.DeviceType.CUDA:
+        if ms > 0 and e.device_type == torch.autograd.DeviceType.CUDA and not e.key.startswith("specgr."):
             kernels[e.key] = {"ms": ms, "calls": e.count / N_BATCHES}
             by_kind[kind(e.key)] += ms
     top = dict(sorted(kernels.items(), key=lambda kv: -kv[1]["ms"])[:40])
     total = sum(v["ms"] for v in kernels.values())
     return {"gpu_ms_per_batch": total, "by_kind_ms": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
-            "ranges": ranges, "top_kernels": top, "n_kernel_launches": sum(v["calls"] for v in kernels.values())}
+            "ranges": range_gpu_ms(prof, N_BATCHES), "top_kernels": top,
+            "n_kernel_launches": sum(v["calls"] for v in kernels.values())}
 
 
 @torch.inference_mode()

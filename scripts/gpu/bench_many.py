@@ -19,7 +19,9 @@ def summary(d: dict) -> str:
     """recs/s of both methods, agreement with the reference, acceptance (and recall@K with real rows): one line."""
     rec = {k: round(d[k][r], 4) for k in ("batched", "tiger_beam") for r in d[k] if r.startswith("recall@")}
     return (f"{ {k: round(d[k]['recs_per_s']) for k in ('batched', 'tiger_beam')} } agreement "
-            f"{d['reference_agreement']} acceptance {round(d['batched']['acceptance_rate'], 3)}"
+            f"{d['reference_agreement']}"
+            + (f" (eager {d['reference_eager_agreement']})" if "reference_eager_agreement" in d else "")
+            + f" acceptance {round(d['batched']['acceptance_rate'], 3)}"
             + (f" recall {rec}" if rec else "")
             + f" rounds {round(d['batched']['mean_rounds'], 2)} early {round(d['batched']['frac_early_exit'], 3)}"
             + "".join(f" {k} {round(d['batched'][k], 2)}" for k in ("batch_rounds_replayed", "batch_row_rounds",

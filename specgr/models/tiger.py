@@ -35,6 +35,14 @@ SMALL_KEYS = 16  # at most this many keys (and no dropout): attention as two pla
 # decoder positions per logits chunk in `TIGER._token_logprobs`: on CPU chunks that stay in cache (2x faster than one
 # chunk at V~1,100); on a GPU few, large chunks (few kernel launches; 32768 x V~1,100 fp32 = 144 MB)
 TOKEN_LOGPROB_CHUNK = {"cpu": 2048, "cuda": 32768}
+RECOMPILE_LIMIT = 64  # compiled structures per function and process (`TIGER.compile_decoder`)
+
+
+def _allow_recompiles() -> None:
+    """Raise Dynamo's per-function recompile limit to RECOMPILE_LIMIT (never lower it): a compiled decoder or encoder
+    then stays compiled for every input structure the process meets."""
+    cfg = torch._dynamo.config
+    cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
 
 
 @dataclass
@@ -227,13 +235,20 @@ class TIGER(nn.Module):
     def _rel_bias(self, attn: nn.Module, Lq: int, Lk: int, bidirectional: bool, offset: int = 0) -> torch.Tensor:
         """(1, h, Lq, Lk) relative position bias of query positions offset..offset+Lq-1 against keys 0..Lk-1."""
         dev = attn.relative_attention_bias.weight.device
-        key = (Lq, Lk, offset, bidirectional, dev)
-        b = None if torch.compiler.is_compiling() else self._buckets.get(key)  # compiled code: no Python cache
-        if b is None:
+
+        def buckets():
             rel = torch.arange(Lk, device=dev)[None, :] - (torch.arange(Lq, device=dev)[:, None] + offset)
-            b = _rel_bucket(rel, bidirectional, self.cfg.rel_buckets, self.cfg.rel_max_distance)
-            if not torch.compiler.is_compiling():
-                self._buckets[key] = b
+            return _rel_bucket(rel, bidirectional, self.cfg.rel_buckets, self.cfg.rel_max_distance)
+
+        if torch.compiler.is_compiling():  # compiled code: no Python cache
+            b = buckets()
+        else:
+            # a tensor made under inference_mode cannot enter a pass that autograd records (the embedding saves its
+            # indices): one cache entry per mode, so inference before training or a gradient check stays harmless
+            key = (Lq, Lk, offset, bidirectional, dev, torch.is_inference_mode_enabled())
+            b = self._buckets.get(key)
+            if b is None:
+                b = self._buckets[key] = buckets()
         return attn.relative_attention_bias(b).permute(2, 0, 1)[None]
 
     def _compute_dtype(self) -> torch.dtype:
@@ -317,6 +332,7 @@ class TIGER(nn.Module):
         release 20; not profiled further). The pass is small (d_model 64) matmuls between elementwise kernels (RMS
         norms, residuals, ReLU, casts), which compilation can fuse. Encoding is once per user, for SpecGR and beam
         search alike. Returns self."""
+        _allow_recompiles()
         self._compiled_encode = torch.compile(self._encode_eager, dynamic=True)
         return self
 
@@ -358,9 +374,15 @@ class TIGER(nn.Module):
         """Run every decoder pass (`_decode`: beam steps, verification, teacher forcing) through torch.compile from
         now on, with dynamic shapes: it fuses the pass's small elementwise kernels (casts, norms, residuals), which
         dominate decoding a 2M-parameter model over 1-4 tokens (docs/RESULTS.md §4). The first calls of each new
-        input structure compile (seconds to a minute). Dynamo compiles at most `torch._dynamo.config.recompile_limit`
-        (8) structures of this function per process; later ones decode eagerly, with the same fp32 small-key
-        attention. The verifier's token log-probs (`_token_logprobs`) are compiled too. Returns self."""
+        input structure compile (seconds to a minute). The verifier's token log-probs (`_token_logprobs`) are
+        compiled too. Returns self.
+
+        Dynamo compiles at most `torch._dynamo.config.recompile_limit` structures of a function per process, 8 by
+        default, and runs later ones eagerly without a word. The decoder has more than 8 (with or without a cache,
+        with or without returning one, one token or several, one user or many, ...): the batched loop, beam search
+        and the one-user loop of one process met the limit (docs/RESULTS.md §4, release 23). This raises the limit
+        to `RECOMPILE_LIMIT` for the process."""
+        _allow_recompiles()
         self._compiled_decode = torch.compile(self._decode_eager, dynamic=True)
         self._compiled_chunk_logprobs = torch.compile(self._chunk_logprobs, dynamic=True)
         return self

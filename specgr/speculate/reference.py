@@ -37,7 +37,7 @@ class ReferenceSpecGR:
         self.model, self.drafter, self.sids = model.to(self.device).eval(), drafter, sids.to(self.device)
         self.cfg = cfg or SpecGRConfig()
 
-    @torch.no_grad()
+    @torch.inference_mode()  # the batched loop's mode: a compiled decoder then reuses its compiled structures
     def recommend_one(self, history, hist_len: int, k: int | None = None) -> UserTrace:
         """history (H,) item ids (-1 pad), hist_len int -> the full trace, final list included."""
         cfg, sids, dev = self.cfg, self.sids, self.device
