@@ -110,12 +110,16 @@ def timed(rec, rows, batch_size, k):
 def agreement(ref_items: torch.Tensor, items: torch.Tensor, name: str = "reference") -> dict:
     """ref_items, items (n, K) -> {name_agreement: the fraction of rows whose lists are identical (bf16 may flip
     near-ties), name_agreement_first_64 (n > 64: the sample of the measurements before release 8),
-    name_differing_rows: which rows differ (do two runs flip the same near-ties?)}."""
+    name_differing_rows: which rows differ (do two runs flip the same near-ties?), name_same_sets: the fraction of
+    rows whose lists hold the same items in any order, name_overlap: the mean share of a reference list's items that
+    the other list holds}."""
     same = (ref_items == items).all(1).float()
     out = {f"{name}_agreement": same.mean().item()}
     if len(same) > 64:
         out[f"{name}_agreement_first_64"] = same[:64].mean().item()
     out[f"{name}_differing_rows"] = torch.nonzero(same == 0).flatten().tolist()
+    out[f"{name}_same_sets"] = (ref_items.sort(1).values == items.sort(1).values).all(1).float().mean().item()
+    out[f"{name}_overlap"] = (ref_items[:, :, None] == items[:, None, :]).any(2).float().mean().item()
     return out
 
 

@@ -643,6 +643,7 @@ def test_bench_speculate_writes_the_run_of_record_keys(tmp_path):
                     "--json", str(path)])
     assert json.loads(path.read_text()) == json.loads(json.dumps(out))
     assert out["reference_agreement"] == 1.0 and out["reference_differing_rows"] == []
+    assert out["reference_same_sets"] == 1.0 and out["reference_overlap"] == 1.0
     assert out["config"]["draft_size"] == 50 and out["config"]["num_beams"] == 30 and out["config"]["threshold"] == -1.4
     assert out["batched"]["rows"] == 16 and out["reference"]["rows"] == 8
     assert out["batched"]["recs_per_s"] > 0 and out["tiger_beam"]["recs_per_s"] > 0
@@ -710,3 +711,13 @@ def test_range_gpu_ms_counts_each_kernel_once_in_its_innermost_range():
     got = mod.range_gpu_ms(prof, 2)
     assert got == {"specgr.outer": {"gpu_ms": 1.0, "calls": 1.0}, "specgr.inner": {"gpu_ms": 0.01, "calls": 1.0},
                    "(outside)": {"gpu_ms": 0.005, "calls": 0.0}}
+
+
+def test_bench_agreement_on_hand_cases():
+    """bench_speculate.agreement: identical lists, the same items reordered, one item swapped for another."""
+    agreement = _bench_module("bench_speculate").agreement
+    ref = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]])
+    got = torch.tensor([[1, 2, 3, 4], [2, 1, 3, 4], [1, 2, 3, 9]])
+    out = agreement(ref, got, "x")
+    assert out.pop("x_differing_rows") == [1, 2]
+    assert out == pytest.approx({"x_agreement": 1 / 3, "x_same_sets": 2 / 3, "x_overlap": (4 + 4 + 3) / 12})

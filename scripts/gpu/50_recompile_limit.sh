@@ -8,6 +8,8 @@
 #           logged: does any run still meet the limit?
 #   PART=2: scripts/gpu/47_kernel_profile.py on this code: per-phase GPU time (`ranges`) that sums to the batch
 #   PART=3: the GPU tests of the changed code (tiger, speculate), then the rest of the GPU tests
+#   PART=4: the run of record again (256 reference rows), now with the lists' item sets compared too
+#           (`reference_same_sets`, `reference_overlap`, and the same for the eager reference)
 # Carry: .carry/processed/amazon2018-game with the MiniLM embeddings (as 43-49).
 source scripts/gpu/common.sh
 export BENCH_RELEASE=release23
@@ -32,5 +34,8 @@ case ${PART:-1} in
   echo "== tests of the changed code $(( $(date +%s) - t0 )) s"
   timeout 270 python3 -m pytest -q -m gpu tests --ignore tests/test_tiger.py --ignore tests/test_speculate.py \
     2>&1 | tail -6 ;;
+4)
+  OUT=$D timeout 500 python3 scripts/gpu/bench_many.py "$BENCH_GAMES $FLAGS" sets="--ref-rows 256" 2>&1 | quiet
+  cp $D/*.json $OUT/ ;;
 esac
 echo "== end $(( $(date +%s) - t0 )) s"
