@@ -129,7 +129,7 @@ def range_gpu_ms(prof, n: int, prefix: str = "specgr.") -> dict:
     innermost such range, and "(outside)" for the kernels launched outside them.
 
     Not `key_averages()`' device time of a range: that adds the range's GPU-side annotation, which spans from its
-    first kernel to its last, idle gaps included, to the kernels' own time, so ranges summed to 3x the batch."""
+    first kernel to its last, idle gaps included, to the kernels' own time: ranges summed to up to 3x the batch."""
     out = {}
 
     def walk(e, owner):
