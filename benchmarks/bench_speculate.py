@@ -128,8 +128,9 @@ def range_gpu_ms(prof, n: int, prefix: str = "specgr.") -> dict:
     the kernels launched inside each record_function range named prefix..., each kernel counted once, in its
     innermost such range, and "(outside)" for the kernels launched outside them.
 
-    Not `key_averages()`' device time of a range: that adds the range's GPU-side annotation, which spans from its
-    first kernel to its last, idle gaps included, to the kernels' own time: ranges summed to up to 3x the batch."""
+    Not `key_averages()`' device time of a range: it lists each range twice, as the CPU range (its kernels' time) and
+    as the range's GPU-side annotation (a span from its first kernel to its last), and the earlier code kept the
+    annotation's, whose ranges summed to up to 3x the batch."""
     out = {}
 
     def walk(e, owner):
