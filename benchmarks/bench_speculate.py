@@ -198,7 +198,8 @@ def main(argv=None):
     ap.add_argument("--proj-dim", type=int, default=64)
     ap.add_argument("--rows", type=int, default=512)
     ap.add_argument("--ref-rows", type=int, default=256, help="rows for the (slow) reference; <= --rows (64 before "
-                    "release 8: one list of 64 moves the agreement by 0.016)")
+                    "release 8: one list of 64 moves the agreement by 0.016); 0: no reference, no agreement "
+                    "(a speed comparison only)")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--delta", type=int, default=50)
     ap.add_argument("--beta", type=int, default=30)
@@ -234,6 +235,8 @@ def main(argv=None):
                     "H100, docs/RESULTS.md §4): cuBLAS runs some shapes in TF32 and others in full fp32")
     ap.add_argument("--fp32-linear", action="store_true", help="TIGER.fp32_linear: linear layers take bf16 inputs "
                     "and return fp32 (no bf16 rounding of their outputs, which depends on the batch shape's kernel)")
+    ap.add_argument("--no-relu-epilogue", action="store_true", help="TIGER.relu_epilogue off: the feed-forward's "
+                    "ReLU as its own kernel after the GEMM (before release 24)")
     ap.add_argument("--draft-ranges", default="auto", choices=list(DRAFT_RANGES),
                     help="guided rounds draft from the prefixes' item ranges (on), a catalog scan (off), or by cost "
                          "(auto: SpecGRConfig.draft_ranges=None)")
@@ -276,9 +279,9 @@ def main(argv=None):
            "cuda_graph": args.cuda_graph, "graph_early_exit": args.cuda_graph and not args.graph_no_exit,
            "graph_shrink": args.cuda_graph and not args.graph_no_exit and not args.graph_no_shrink,
            "compile": args.compile, "compile_encoder": args.compile_encoder, "fp32_accumulate": args.fp32_accumulate,
-           "tf32": args.tf32, "fp32_linear": args.fp32_linear}
+           "tf32": args.tf32, "fp32_linear": args.fp32_linear, "relu_epilogue": not args.no_relu_epilogue}
 
-    model.fp32_linear = args.fp32_linear
+    model.fp32_linear, model.relu_epilogue = args.fp32_linear, not args.no_relu_epilogue
     if args.compile:
         model.compile_decoder()
     if args.compile_encoder:
@@ -316,10 +319,11 @@ def main(argv=None):
             out[key].update({name: float(v.mean()) for name, v in m.items()})
     nr = min(args.ref_rows, args.rows)
     ref_rows = _Rows(rows.history[:nr], rows.hist_len[:nr])
-    out["reference"], res_r = timed(ref, ref_rows, 1, K)
-    out["speedup_vs_reference"] = out["batched"]["recs_per_s"] / out["reference"]["recs_per_s"]
-    out.update(agreement(res_r.items, res_b.items[:nr]))
-    if args.compile or args.compile_encoder:  # the reference again, not compiled: what compilation changes too
+    if nr:
+        out["reference"], res_r = timed(ref, ref_rows, 1, K)
+        out["speedup_vs_reference"] = out["batched"]["recs_per_s"] / out["reference"]["recs_per_s"]
+        out.update(agreement(res_r.items, res_b.items[:nr]))
+    if nr and (args.compile or args.compile_encoder):  # the reference again, not compiled: what compilation changes
         with torch.compiler.set_stance("force_eager"):
             out["reference_eager"], res_e = timed(ref, ref_rows, 1, K)
         out.update(agreement(res_e.items, res_b.items[:nr], "reference_eager"))

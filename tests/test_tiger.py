@@ -306,6 +306,40 @@ def test_compiled_decoder_matches_eager_on_gpu():
 
 
 @pytest.mark.gpu
+def test_relu_epilogue_matches_a_separate_relu_on_gpu():
+    """TIGER.relu_epilogue (the feed-forward's ReLU in its first GEMM's epilogue): only for inference under CUDA
+    autocast, and there the same feed-forward output and token log-probs as a separate ReLU, up to the GEMM kernel's
+    bf16 rounding, eager and compiled."""
+    m, ids, mask, tok, dec_in = gpu_decoding_case(sid_seed=5, seed=3)
+    ff = m.t5.decoder.block[0].layer[2].DenseReluDense
+    x = torch.randn(3, 40, m.cfg.d_model, device="cuda")
+
+    def run(on: bool):
+        m.relu_epilogue = on
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+            state = m.encoder_state(m.encode(ids, mask), mask)
+            return m._ff(ff, x).float(), m.decoder_token_logprobs(state, None, dec_in, tok)
+
+    assert not m._relu_epilogue(ff, x)  # fp32: the plain path
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        assert m._relu_epilogue(ff, x)
+        assert not m._relu_epilogue(ff, x.cpu())
+        m.train()
+        assert not m._relu_epilogue(ff, x)  # training keeps autograd's plain ops
+        m.eval()
+    calls, lin_relu = [], m._lin_relu
+    m._lin_relu = lambda lin, h: calls.append(h.shape) or lin_relu(lin, h)  # count the fused path's uses
+    separate, fused = run(False), run(True)
+    del m._lin_relu
+    assert len(calls) == 1 + 2 * m.cfg.n_layers  # the one feed-forward, then each encoder and decoder layer's
+    for a, b in zip(separate, fused):
+        torch.testing.assert_close(b, a, atol=0.05, rtol=0.02)
+    m.compile_decoder()
+    for a, b in zip(fused, run(True)):
+        torch.testing.assert_close(b, a, atol=0.05, rtol=0.02)
+
+
+@pytest.mark.gpu
 def test_fp32_linear_outputs_on_gpu():
     """TIGER.fp32_linear under bf16 autocast: the same maths as fp32 (within bf16 input rounding), eager and compiled
     alike, and a user's log-probs barely depend on how many users share the batch (no bf16 rounding of outputs)."""

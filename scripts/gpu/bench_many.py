@@ -19,7 +19,7 @@ def summary(d: dict) -> str:
     """recs/s of both methods, agreement with the reference, acceptance (and recall@K with real rows): one line."""
     rec = {k: round(d[k][r], 4) for k in ("batched", "tiger_beam") for r in d[k] if r.startswith("recall@")}
     return (f"{ {k: round(d[k]['recs_per_s']) for k in ('batched', 'tiger_beam')} } agreement "
-            f"{d['reference_agreement']}"
+            f"{d.get('reference_agreement')}"
             + (f" (eager {d['reference_eager_agreement']})" if "reference_eager_agreement" in d else "")
             + f" acceptance {round(d['batched']['acceptance_rate'], 3)}"
             + (f" recall {rec}" if rec else "")

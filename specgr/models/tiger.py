@@ -161,6 +161,8 @@ class TIGER(nn.Module):
         self._compiled_encode = None  # compile_encoder()
         # inference under autocast only: linear layers take bf16 inputs but return fp32 (docs/RESULTS.md §4); `_lin`
         self.fp32_linear = False
+        # inference on CUDA under autocast: the feed-forward's ReLU runs in its first GEMM's epilogue (`_lin_relu`)
+        self.relu_epilogue = True
         if cfg.text_dim > 0:
             self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model, bias=False)
             # std 1 on a unit-norm text vector: each output has variance 1, the scale T5 initialises token embeddings to
@@ -225,12 +227,32 @@ class TIGER(nn.Module):
         return o.transpose(1, 2).reshape(n, L, h * dk)
 
     def _ff(self, ff: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """T5DenseActDense / T5DenseGatedActDense on already-normalised x."""
+        """T5DenseActDense / T5DenseGatedActDense on already-normalised x (..., d) -> (..., d)."""
         if hasattr(ff, "wi_0"):  # gated
             h = ff.act(self._lin(ff.wi_0, x)) * self._lin(ff.wi_1, x)
+        elif self._relu_epilogue(ff, x):
+            h = self._lin_relu(ff.wi, x)
         else:
             h = ff.act(self._lin(ff.wi, x))
         return self._lin(ff.wo, self._drop(h))
+
+    def _relu_epilogue(self, ff: nn.Module, x: torch.Tensor) -> bool:
+        """Whether `_ff` runs its first layer and ReLU as one GEMM (`_lin_relu`): inference on CUDA under autocast,
+        a ReLU feed-forward, `relu_epilogue` on, and not `fp32_linear` (whose fp32 outputs it would round)."""
+        return (self.relu_epilogue and not self.training and not self.fp32_linear and x.device.type == "cuda"
+                and torch.is_autocast_enabled("cuda") and isinstance(ff.act, nn.ReLU))
+
+    def _lin_relu(self, lin: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        """relu(lin(x)) (no bias), (..., d_in) -> (..., d_out) in the autocast dtype, as one cuBLASLt GEMM whose
+        epilogue applies the ReLU (`torch._addmm_activation`, with a zero bias, which the epilogue needs). Compiled
+        decoding otherwise writes the (n, d_ff) product, then reads and writes it again in a separate ReLU kernel: the
+        widest tensor of a decoder pass. The ReLU commutes with the rounding to bf16, so only the GEMM's own
+        kernel choice can change a bit (docs/RESULTS.md §4, release 24)."""
+        dt = torch.get_autocast_dtype(x.device.type)
+        with torch.autocast(x.device.type, enabled=False):
+            w = lin.weight.to(dt)
+            h = torch._addmm_activation(w.new_zeros(w.shape[0]), x.reshape(-1, x.shape[-1]).to(dt), w.t())
+        return h.view(*x.shape[:-1], h.shape[-1])
 
     def _rel_bias(self, attn: nn.Module, Lq: int, Lk: int, bidirectional: bool, offset: int = 0) -> torch.Tensor:
         """(1, h, Lq, Lk) relative position bias of query positions offset..offset+Lq-1 against keys 0..Lk-1."""
