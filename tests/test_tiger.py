@@ -340,6 +340,28 @@ def test_relu_epilogue_matches_a_separate_relu_on_gpu():
 
 
 @pytest.mark.gpu
+def test_cudnn_cross_attention_matches_the_efficient_kernel_on_gpu():
+    """TIGER.cudnn_cross_attention: decoding's cross-attention runs cuDNN's kernel at inference on CUDA, with the same
+    token log-probs as the memory-efficient kernel up to bf16 rounding, eager and compiled."""
+    m, ids, mask, tok, dec_in = gpu_decoding_case(sid_seed=6, seed=4)
+
+    def run(on: bool):
+        m.cudnn_cross_attention = on
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+            state = m.encoder_state(m.encode(ids, mask), mask)
+            return m.decoder_token_logprobs(state, None, dec_in, tok)
+
+    efficient = run(False)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        cudnn = run(True)
+    ops = {e.name for e in prof.events()}
+    assert "aten::_scaled_dot_product_cudnn_attention" in ops
+    torch.testing.assert_close(cudnn, efficient, atol=0.05, rtol=0.02)
+    m.compile_decoder()
+    torch.testing.assert_close(run(True), cudnn, atol=0.05, rtol=0.02)
+
+
+@pytest.mark.gpu
 def test_fp32_linear_outputs_on_gpu():
     """TIGER.fp32_linear under bf16 autocast: the same maths as fp32 (within bf16 input rounding), eager and compiled
     alike, and a user's log-probs barely depend on how many users share the batch (no bf16 rounding of outputs)."""

@@ -31,6 +31,8 @@ DECODER_START = PAD  # as in T5
 # cuDNN's attention builds an execution plan per new input shape (milliseconds of host time each); decoding calls it
 # with a new shape every round, so we keep to the flash / memory-efficient / math kernels (profile in RESULTS.md)
 SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+# decoding's cross-attention at inference on CUDA (`TIGER.cudnn_cross_attention`), in this priority order
+CUDNN_FIRST = [SDPBackend.CUDNN_ATTENTION, *SDPA_BACKENDS]
 SMALL_KEYS = 16  # at most this many keys (and no dropout): attention as two plain matmuls (see TIGER._sdpa)
 # decoder positions per logits chunk in `TIGER._token_logprobs`: on CPU chunks that stay in cache (2x faster than one
 # chunk at V~1,100); on a GPU few, large chunks (few kernel launches; 32768 x V~1,100 fp32 = 144 MB)
@@ -163,6 +165,9 @@ class TIGER(nn.Module):
         self.fp32_linear = False
         # inference on CUDA under autocast: the feed-forward's ReLU runs in its first GEMM's epilogue (`_lin_relu`)
         self.relu_epilogue = True
+        # decoding's cross-attention (R x L queries per user against its T encoder states) at inference on CUDA: cuDNN's
+        # fused kernel before the memory-efficient one, which tiles those queries less well (docs/RESULTS.md §4)
+        self.cudnn_cross_attention = True
         if cfg.text_dim > 0:
             self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model, bias=False)
             # std 1 on a unit-norm text vector: each output has variance 1, the scale T5 initialises token embeddings to
@@ -201,9 +206,10 @@ class TIGER(nn.Module):
         """(n, L, d) -> (n, h, L, d_kv)."""
         return self._lin(lin, x).view(n, L, self.cfg.n_heads, self.cfg.d_kv).transpose(1, 2)
 
-    def _sdpa(self, q, k, v, mask) -> torch.Tensor:
+    def _sdpa(self, q, k, v, mask, cross: bool = False) -> torch.Tensor:
         """(n, h, Lq, dk) attention -> (n, Lq, h*dk). scale=1: T5 does not scale q·k. `mask` is additive; pass it in
-        q's dtype (`_compute_dtype`) so that no layer re-casts it."""
+        q's dtype (`_compute_dtype`) so that no layer re-casts it. cross: the decoder's cross-attention, which runs
+        cuDNN's kernel first at inference on CUDA (`cudnn_cross_attention`)."""
         p = self.cfg.dropout if self.training else 0.0
         if p == 0.0 and k.shape[2] <= SMALL_KEYS:
             # decoding attends over 1-4 keys per sequence; the fused kernels tile that as 64x64 blocks of mostly
@@ -220,6 +226,9 @@ class TIGER(nn.Module):
                     s = torch.matmul(q.float(), k.float().transpose(-1, -2)) + mask.float()
                     o = torch.matmul(torch.softmax(s, -1), v.float())
             o = o.to(v.dtype)
+        elif cross and self.cudnn_cross_attention and not self.training and q.device.type == "cuda":
+            with sdpa_kernel(CUDNN_FIRST, set_priority=True):
+                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=1.0)
         else:
             with sdpa_kernel(SDPA_BACKENDS):
                 o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), dropout_p=p, scale=1.0)
@@ -449,7 +458,7 @@ class TIGER(nn.Module):
             c = ca.EncDecAttention
             q = self._lin(c.q, h).view(B, R * L, self.cfg.n_heads, self.cfg.d_kv).transpose(1, 2)
             ck, cv = state.cross_kv[i]
-            o = self._sdpa(q, ck, cv, state.mask).view(n, L, -1)
+            o = self._sdpa(q, ck, cv, state.mask, cross=True).view(n, L, -1)
             x = x + self._drop(self._lin(c.o, o))
             x = x + self._drop(self._ff(ff.DenseReluDense, self._norm(ff.layer_norm, x)))
         x = self._drop(self._norm(dec.final_layer_norm, x))
