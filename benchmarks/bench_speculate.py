@@ -235,10 +235,10 @@ def main(argv=None):
                     "H100, docs/RESULTS.md §4): cuBLAS runs some shapes in TF32 and others in full fp32")
     ap.add_argument("--fp32-linear", action="store_true", help="TIGER.fp32_linear: linear layers take bf16 inputs "
                     "and return fp32 (no bf16 rounding of their outputs, which depends on the batch shape's kernel)")
-    ap.add_argument("--no-relu-epilogue", action="store_true", help="TIGER.relu_epilogue off: the feed-forward's "
-                    "ReLU as its own kernel after the GEMM (before release 24)")
-    ap.add_argument("--no-cudnn-cross-attention", action="store_true", help="TIGER.cudnn_cross_attention off: "
-                    "decoding's cross-attention in the memory-efficient kernel (before release 24)")
+    ap.add_argument("--relu-epilogue", action="store_true", help="TIGER.relu_epilogue: the feed-forward's ReLU in "
+                    "its first GEMM's epilogue, not a kernel of its own (CUDA)")
+    ap.add_argument("--cudnn-cross-attention", action="store_true", help="TIGER.cudnn_cross_attention: decoding's "
+                    "cross-attention in cuDNN's kernel, not the memory-efficient one (CUDA)")
     ap.add_argument("--draft-ranges", default="auto", choices=list(DRAFT_RANGES),
                     help="guided rounds draft from the prefixes' item ranges (on), a catalog scan (off), or by cost "
                          "(auto: SpecGRConfig.draft_ranges=None)")
@@ -281,11 +281,11 @@ def main(argv=None):
            "cuda_graph": args.cuda_graph, "graph_early_exit": args.cuda_graph and not args.graph_no_exit,
            "graph_shrink": args.cuda_graph and not args.graph_no_exit and not args.graph_no_shrink,
            "compile": args.compile, "compile_encoder": args.compile_encoder, "fp32_accumulate": args.fp32_accumulate,
-           "tf32": args.tf32, "fp32_linear": args.fp32_linear, "relu_epilogue": not args.no_relu_epilogue,
-           "cudnn_cross_attention": not args.no_cudnn_cross_attention}
+           "tf32": args.tf32, "fp32_linear": args.fp32_linear, "relu_epilogue": args.relu_epilogue,
+           "cudnn_cross_attention": args.cudnn_cross_attention}
 
-    model.fp32_linear, model.relu_epilogue = args.fp32_linear, not args.no_relu_epilogue
-    model.cudnn_cross_attention = not args.no_cudnn_cross_attention
+    model.fp32_linear, model.relu_epilogue = args.fp32_linear, args.relu_epilogue
+    model.cudnn_cross_attention = args.cudnn_cross_attention
     if args.compile:
         model.compile_decoder()
     if args.compile_encoder:

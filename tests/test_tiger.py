@@ -227,6 +227,27 @@ def test_inference_before_training_leaves_the_model_trainable():
     assert m.t5.shared.weight.grad is not None
 
 
+def test_cuda_kernel_switches_leave_cpu_results_unchanged():
+    """TIGER.relu_epilogue and cudnn_cross_attention pick CUDA kernels only: on the CPU, in fp32 and under bf16
+    autocast, the token log-probs are bit-identical with them on (the attention over T = 30 > SMALL_KEYS states takes
+    the fused branch that cudnn_cross_attention changes on CUDA)."""
+    m = tiny_model(30)
+    ids, mask = random_batch(T=30)
+    g = torch.Generator().manual_seed(2)
+    tok = torch.randint(3, 30, (4, 5, 4), generator=g)
+    dec_in = torch.cat([torch.zeros_like(tok[..., :1]), tok[..., :3]], -1)
+
+    def run(on: bool, autocast: bool):
+        m.relu_epilogue = m.cudnn_cross_attention = on
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            state = m.encoder_state(m.encode(ids, mask), mask)
+            return m.decoder_token_logprobs(state, None, dec_in, tok)
+
+    assert not (m.relu_epilogue or m.cudnn_cross_attention)  # off by default
+    for autocast in (False, True):
+        assert torch.equal(run(True, autocast), run(False, autocast))
+
+
 def test_compiling_raises_the_recompile_limit_never_lowers_it(monkeypatch):
     """Dynamo runs a function's structures past its recompile limit (8 by default) eagerly, without a word, and the
     decoder has more than 8: compiling raises the limit for the process, and never lowers one set higher."""
@@ -307,9 +328,9 @@ def test_compiled_decoder_matches_eager_on_gpu():
 
 @pytest.mark.gpu
 def test_relu_epilogue_matches_a_separate_relu_on_gpu():
-    """TIGER.relu_epilogue (the feed-forward's ReLU in its first GEMM's epilogue): only for inference under CUDA
-    autocast, and there the same feed-forward output and token log-probs as a separate ReLU, up to the GEMM kernel's
-    bf16 rounding, eager and compiled."""
+    """TIGER.relu_epilogue (opt-in: the feed-forward's ReLU in its first GEMM's epilogue): only for inference under
+    CUDA autocast, and there the same feed-forward output and token log-probs as a separate ReLU, up to the GEMM
+    kernel's bf16 rounding, eager and compiled."""
     m, ids, mask, tok, dec_in = gpu_decoding_case(sid_seed=5, seed=3)
     ff = m.t5.decoder.block[0].layer[2].DenseReluDense
     x = torch.randn(3, 40, m.cfg.d_model, device="cuda")
@@ -320,6 +341,8 @@ def test_relu_epilogue_matches_a_separate_relu_on_gpu():
             state = m.encoder_state(m.encode(ids, mask), mask)
             return m._ff(ff, x).float(), m.decoder_token_logprobs(state, None, dec_in, tok)
 
+    assert not m._relu_epilogue(ff, x)  # off by default
+    m.relu_epilogue = True
     assert not m._relu_epilogue(ff, x)  # fp32: the plain path
     with torch.autocast("cuda", dtype=torch.bfloat16):
         assert m._relu_epilogue(ff, x)
@@ -341,8 +364,8 @@ def test_relu_epilogue_matches_a_separate_relu_on_gpu():
 
 @pytest.mark.gpu
 def test_cudnn_cross_attention_matches_the_efficient_kernel_on_gpu():
-    """TIGER.cudnn_cross_attention: decoding's cross-attention runs cuDNN's kernel at inference on CUDA, with the same
-    token log-probs as the memory-efficient kernel up to bf16 rounding, eager and compiled."""
+    """TIGER.cudnn_cross_attention (opt-in): decoding's cross-attention runs cuDNN's kernel at inference on CUDA, with
+    the same token log-probs as the memory-efficient kernel up to bf16 rounding, eager and compiled."""
     m, ids, mask, tok, dec_in = gpu_decoding_case(sid_seed=6, seed=4)
 
     def run(on: bool):

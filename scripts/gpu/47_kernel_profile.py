@@ -6,9 +6,12 @@ encoder drafter), decoder and encoder compiled, static shapes, not graphed (a gr
 profiler sees each one only outside a graph). torch.profiler over 2 batches of each method after 2 warm-up batches.
 
     python3 scripts/gpu/47_kernel_profile.py OUT_DIR     # OUT_DIR/kernel_profile.json and kernel_profile.txt
+
+RELU_EPILOGUE=1 in the environment turns on TIGER.relu_epilogue (release 24, call 2).
 """
 
 import json
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -69,12 +72,14 @@ def main(out_dir):
     b = Bundle.load("checkpoints/amazon2018-game", data_root="devdata/processed", device="cuda")
     rows = b.ds.rows("test")
     model, drafter, sids = b.verifier("encoder"), b.drafter("encoder"), b.sids
+    model.relu_epilogue = os.environ.get("RELU_EPILOGUE") == "1"
     model.compile_decoder()
     model.compile_encoder()
     cfg = SpecGRConfig(draft_size=50, num_beams=30, threshold=-1.4, top_k=50, compact=False)
     out = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "batch_size": B, "batches": N_BATCHES,
            "setting": "shipped checkpoint, Games test rows 2048..4095, δ50 β30 γ-1.4 K50, encoder drafter, "
                       "compiled decoder and encoder, static shapes, not graphed",
+           "relu_epilogue": model.relu_epilogue,
            "specgr": profile(SpecGR(model, drafter, sids, cfg, "cuda"), rows, 50),
            "tiger_beam": profile(TigerOnly(model, sids, num_beams=50, device="cuda"), rows, 50)}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
