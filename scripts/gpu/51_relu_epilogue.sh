@@ -10,8 +10,9 @@
 #   PART=3: speed only: cuDNN's cross-attention on and off (epilogue on), alternating, two runs each; its GPU tests
 #   PART=4: issue 15's three operating points with both on, in one process: 256 reference rows for the official
 #           point, 64 for the others (to fit the device time left)
-#   PART=5: the official point with the epilogue only, 128 reference rows: which switch lowers the agreement?
-#           (call 5 ran out of its 280 s before writing its result)
+#   PART=5: the official point with the epilogue only: which switch lowers the agreement? (call 5 ran it with 128
+#           reference rows and `timeout 280`, the device time left, and ran out before writing its result)
+#   PART=6: the same with cuDNN's cross-attention only (not run yet)
 # Carry: .carry/processed/amazon2018-game with the MiniLM embeddings (as 43-50).
 source scripts/gpu/common.sh
 export BENCH_RELEASE=release24
@@ -41,7 +42,11 @@ case ${PART:-1} in
     aux="--drafter aux --ref-rows 64" 2>&1 | quiet
   cp $D/*.json $OUT/ ;;
 5)
-  OUT=$D timeout 280 python3 scripts/gpu/bench_many.py "$BASE" official_epilogue="--ref-rows 128 --relu-epilogue" \
+  OUT=$D timeout 585 python3 scripts/gpu/bench_many.py "$BASE" official_epilogue="--ref-rows 256 --relu-epilogue" \
+    2>&1 | quiet
+  cp $D/*.json $OUT/ ;;
+6)
+  OUT=$D timeout 585 python3 scripts/gpu/bench_many.py "$BASE" official_cudnn="--ref-rows 256 --cudnn-cross-attention" \
     2>&1 | quiet
   cp $D/*.json $OUT/ ;;
 esac
