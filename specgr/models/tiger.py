@@ -31,7 +31,8 @@ DECODER_START = PAD  # as in T5
 # cuDNN's attention builds an execution plan per new input shape (milliseconds of host time each); decoding calls it
 # with a new shape every round, so we keep to the flash / memory-efficient / math kernels (profile in RESULTS.md)
 SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-# decoding's cross-attention at inference on CUDA (`TIGER.cudnn_cross_attention`), in this priority order
+# opt-in for decoding's cross-attention at inference on CUDA (`TIGER.cudnn_cross_attention`), in this priority order:
+# faster in the verifier's large passes on an H100, where CUDA graphs replay it without the per-shape plan building
 CUDNN_FIRST = [SDPBackend.CUDNN_ATTENTION, *SDPA_BACKENDS]
 SMALL_KEYS = 16  # at most this many keys (and no dropout): attention as two plain matmuls (see TIGER._sdpa)
 # decoder positions per logits chunk in `TIGER._token_logprobs`: on CPU chunks that stay in cache (2x faster than one
@@ -164,12 +165,12 @@ class TIGER(nn.Module):
         # inference under autocast only: linear layers take bf16 inputs but return fp32 (docs/RESULTS.md §4); `_lin`
         self.fp32_linear = False
         # two opt-in kernels for inference on CUDA under autocast, each faster on an H100 (docs/RESULTS.md §4, release
-        # 24: +6% and +3.5% recs/s for SpecGR++ and beam search alike); together they lowered the batched loop's
+        # 24: +6% and +3.6% recs/s for SpecGR++, beam search alike); together they lowered the batched loop's
         # agreement with its one-user reference from 0.89 to 0.77 (near-tied lists reordered), so they are off:
         # the feed-forward's ReLU in its first GEMM's epilogue (`_lin_relu`) ...
         self.relu_epilogue = False
         # ... and decoding's cross-attention (R x L queries per user against its T encoder states) in cuDNN's fused
-        # kernel before the memory-efficient one, which tiles those queries less well
+        # kernel before the memory-efficient one (`CUDNN_FIRST`)
         self.cudnn_cross_attention = False
         if cfg.text_dim > 0:
             self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model, bias=False)
