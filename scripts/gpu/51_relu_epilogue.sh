@@ -13,6 +13,9 @@
 #   PART=5: the official point with the epilogue only: which switch lowers the agreement? (call 5 ran it with 128
 #           reference rows and `timeout 280`, the device time left, and ran out before writing its result)
 #   PART=6: the same with cuDNN's cross-attention only (not run yet)
+#   PART=7 (release 25, 4 GPUs, one lane each, at once; --kind nvidia-h100-x4): PART=5 and PART=6 with 256 reference
+#           rows each, and the tuned and SpecGR_Aux points with the epilogue only (256 reference rows each); then, on
+#           the cuDNN lane, the GPU tests of both switches
 # Carry: .carry/processed/amazon2018-game with the MiniLM embeddings (as 43-50).
 source scripts/gpu/common.sh
 export BENCH_RELEASE=release24
@@ -48,6 +51,18 @@ case ${PART:-1} in
 6)
   OUT=$D timeout 585 python3 scripts/gpu/bench_many.py "$BASE" official_cudnn="--ref-rows 256 --cudnn-cross-attention" \
     2>&1 | quiet
+  cp $D/*.json $OUT/ ;;
+7)
+  export BENCH_RELEASE=release25
+  bm() { OUT=$D timeout ${T:-570} python3 scripts/gpu/bench_many.py "$BASE" "$@"; }
+  lane 0 epilogue bm official_epilogue="--ref-rows 256 --relu-epilogue" &
+  lane 1 cudnn bash -c "$(declare -f bm); BASE='$BASE' D=$D T=420 bm official_cudnn='--ref-rows 256 \
+    --cudnn-cross-attention'; timeout 140 python3 -m pytest -q -m gpu tests/test_tiger.py -k 'cudnn or relu_epilogue' \
+    2>&1 | tail -3" &
+  lane 2 tuned bm tuned_epilogue="--delta 100 --gamma -1.6 --ref-rows 256 --relu-epilogue" &
+  lane 3 aux bm aux_epilogue="--drafter aux --ref-rows 256 --relu-epilogue" &
+  wait
+  for f in devresults/lane_*.log; do echo "== $f"; quiet < $f | tail -6 | cut -c1-600; done
   cp $D/*.json $OUT/ ;;
 esac
 echo "== end $(( $(date +%s) - t0 )) s"
