@@ -235,8 +235,9 @@ def main(argv=None):
                     "H100, docs/RESULTS.md §4): cuBLAS runs some shapes in TF32 and others in full fp32")
     ap.add_argument("--fp32-linear", action="store_true", help="TIGER.fp32_linear: linear layers take bf16 inputs "
                     "and return fp32 (no bf16 rounding of their outputs, which depends on the batch shape's kernel)")
-    ap.add_argument("--relu-epilogue", action="store_true", help="TIGER.relu_epilogue: the feed-forward's ReLU in "
-                    "its first GEMM's epilogue, not a kernel of its own (CUDA)")
+    ap.add_argument("--relu-epilogue", action=argparse.BooleanOptionalAction, default=True,
+                    help="TIGER.relu_epilogue (on by default since release 25): the feed-forward's ReLU in its first "
+                    "GEMM's epilogue, not a kernel of its own (CUDA)")
     ap.add_argument("--cudnn-cross-attention", action="store_true", help="TIGER.cudnn_cross_attention: decoding's "
                     "cross-attention in cuDNN's kernel, not the memory-efficient one (CUDA)")
     ap.add_argument("--draft-ranges", default="auto", choices=list(DRAFT_RANGES),

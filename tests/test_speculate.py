@@ -649,7 +649,7 @@ def test_bench_speculate_writes_the_run_of_record_keys(tmp_path):
     assert out["batched"]["recs_per_s"] > 0 and out["tiger_beam"]["recs_per_s"] > 0
     assert 0 < out["batched"]["mean_rounds"] <= out["config"]["max_rounds"]
     assert set(out["cpu_latency"]) == {"specgr", "tiger_beam"} and out["cpu_latency"]["specgr"]["users"] == 2
-    assert out["relu_epilogue"] is False and out["cudnn_cross_attention"] is False  # the defaults, recorded
+    assert out["relu_epilogue"] is True and out["cudnn_cross_attention"] is False  # the defaults, recorded
 
 
 def test_bench_speculate_without_a_reference():
@@ -657,10 +657,10 @@ def test_bench_speculate_without_a_reference():
     kernel switches are recorded (on a CPU they change nothing)."""
     mod = _bench_module("bench_speculate")
     out = mod.main(["--random-model", "--preset", "tiny", "--n-items", "300", "--rows", "8", "--ref-rows", "0",
-                    "--batch-size", "8", "--device", "cpu", "--latency-users", "0", "--relu-epilogue",
+                    "--batch-size", "8", "--device", "cpu", "--latency-users", "0", "--no-relu-epilogue",
                     "--cudnn-cross-attention"])
     assert not any(k.startswith(("reference", "speedup")) for k in out)
-    assert out["batched"]["rows"] == 8 and out["relu_epilogue"] and out["cudnn_cross_attention"]
+    assert out["batched"]["rows"] == 8 and out["relu_epilogue"] is False and out["cudnn_cross_attention"]
 
 
 def test_speed_vs_gamma_pairs_the_graph_modes(tmp_path):

@@ -243,7 +243,7 @@ def test_cuda_kernel_switches_leave_cpu_results_unchanged():
             state = m.encoder_state(m.encode(ids, mask), mask)
             return m.decoder_token_logprobs(state, None, dec_in, tok)
 
-    assert not (m.relu_epilogue or m.cudnn_cross_attention)  # off by default
+    assert m.relu_epilogue and not m.cudnn_cross_attention  # the defaults (release 25)
     for autocast in (False, True):
         assert torch.equal(run(True, autocast), run(False, autocast))
 
@@ -328,8 +328,8 @@ def test_compiled_decoder_matches_eager_on_gpu():
 
 @pytest.mark.gpu
 def test_relu_epilogue_matches_a_separate_relu_on_gpu():
-    """TIGER.relu_epilogue (opt-in: the feed-forward's ReLU in its first GEMM's epilogue): only for inference under
-    CUDA autocast, and there the same feed-forward output and token log-probs as a separate ReLU, up to the GEMM
+    """TIGER.relu_epilogue (on by default: the feed-forward's ReLU in its first GEMM's epilogue): only for inference
+    under CUDA autocast, and there the same feed-forward output and token log-probs as a separate ReLU, up to the GEMM
     kernel's bf16 rounding, eager and compiled."""
     m, ids, mask, tok, dec_in = gpu_decoding_case(sid_seed=5, seed=3)
     ff = m.t5.decoder.block[0].layer[2].DenseReluDense
@@ -341,8 +341,7 @@ def test_relu_epilogue_matches_a_separate_relu_on_gpu():
             state = m.encoder_state(m.encode(ids, mask), mask)
             return m._ff(ff, x).float(), m.decoder_token_logprobs(state, None, dec_in, tok)
 
-    assert not m._relu_epilogue(ff, x)  # off by default
-    m.relu_epilogue = True
+    assert m.relu_epilogue  # on by default
     assert not m._relu_epilogue(ff, x)  # fp32: the plain path
     with torch.autocast("cuda", dtype=torch.bfloat16):
         assert m._relu_epilogue(ff, x)

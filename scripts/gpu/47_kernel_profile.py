@@ -7,7 +7,8 @@ profiler sees each one only outside a graph). torch.profiler over 2 batches of e
 
     python3 scripts/gpu/47_kernel_profile.py OUT_DIR     # OUT_DIR/kernel_profile.json and kernel_profile.txt
 
-RELU_EPILOGUE=1 in the environment turns on TIGER.relu_epilogue (release 24, call 2).
+RELU_EPILOGUE=0 in the environment turns off TIGER.relu_epilogue (on by default since release 25; release 24, call 2
+set RELU_EPILOGUE=1 to turn it on).
 """
 
 import json
@@ -72,7 +73,7 @@ def main(out_dir):
     b = Bundle.load("checkpoints/amazon2018-game", data_root="devdata/processed", device="cuda")
     rows = b.ds.rows("test")
     model, drafter, sids = b.verifier("encoder"), b.drafter("encoder"), b.sids
-    model.relu_epilogue = os.environ.get("RELU_EPILOGUE") == "1"
+    model.relu_epilogue = os.environ.get("RELU_EPILOGUE", "1") == "1"
     model.compile_decoder()
     model.compile_encoder()
     cfg = SpecGRConfig(draft_size=50, num_beams=30, threshold=-1.4, top_k=50, compact=False)

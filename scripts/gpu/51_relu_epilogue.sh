@@ -15,7 +15,10 @@
 #   PART=6: the same with cuDNN's cross-attention only (not run yet)
 #   PART=7 (release 25, 4 GPUs, one lane each, at once; --kind nvidia-h100-x4): PART=5 and PART=6 with 256 reference
 #           rows each, and the tuned and SpecGR_Aux points with the epilogue only (256 reference rows each); then, on
-#           the cuDNN lane, the GPU tests of both switches
+#           the cuDNN lane, the GPU tests of both switches (ran on 4 H200s)
+#   PART=8 (release 25, one H100): the run of record with the epilogue on by default: issue 15's three operating points
+#           in one process, 256 reference rows each (as release 23's 50_recompile_limit.sh PART=4)
+#   PART=9 (release 25): the GPU tests of the model and the speculation loops, with the epilogue on by default
 # Carry: .carry/processed/amazon2018-game with the MiniLM embeddings (as 43-50).
 source scripts/gpu/common.sh
 export BENCH_RELEASE=release24
@@ -64,5 +67,12 @@ case ${PART:-1} in
   wait
   for f in devresults/lane_*.log; do echo "== $f"; quiet < $f | tail -6 | cut -c1-600; done
   cp $D/*.json $OUT/ ;;
+8)
+  export BENCH_RELEASE=release25
+  OUT=$D timeout 585 python3 scripts/gpu/bench_many.py "$BASE" official="--ref-rows 256 --phase-times" \
+    tuned="--delta 100 --gamma -1.6 --ref-rows 256" aux="--drafter aux --ref-rows 256" 2>&1 | quiet
+  cp $D/*.json $OUT/ ;;
+9)
+  timeout 400 python3 -m pytest -q -m gpu tests/test_tiger.py tests/test_speculate.py 2>&1 | tail -4 ;;
 esac
 echo "== end $(( $(date +%s) - t0 )) s"

@@ -164,13 +164,15 @@ class TIGER(nn.Module):
         self._compiled_encode = None  # compile_encoder()
         # inference under autocast only: linear layers take bf16 inputs but return fp32 (docs/RESULTS.md §4); `_lin`
         self.fp32_linear = False
-        # two opt-in kernels for inference on CUDA under autocast, each faster on an H100 (docs/RESULTS.md §4, release
-        # 24: +6% and +3.6% recs/s for SpecGR++, +6% and +3% for beam search); together they lowered the batched loop's
-        # agreement with its one-user reference from 0.89 to 0.77 (near-tied lists reordered), so they are off:
-        # the feed-forward's ReLU in its first GEMM's epilogue (`_lin_relu`) ...
-        self.relu_epilogue = False
-        # ... and decoding's cross-attention (R x L queries per user against its T encoder states) in cuDNN's fused
-        # kernel before the memory-efficient one (`CUDNN_FIRST`)
+        # two kernels for inference on CUDA under autocast, each faster on an H100 (docs/RESULTS.md §4, release 24:
+        # +6% and +3.6% recs/s for SpecGR++, +6% and +3% for beam search). The feed-forward's ReLU in its first GEMM's
+        # epilogue (`_lin_relu`) is on: alone it kept the batched loop's agreement with its one-user reference (0.887
+        # against release 23's 0.891, release 25) ...
+        self.relu_epilogue = True
+        # ... decoding's cross-attention (R x L queries per user against its T encoder states) in cuDNN's fused kernel
+        # before the memory-efficient one (`CUDNN_FIRST`) is opt-in: alone it lowered the agreement to 0.79, on the
+        # rows whose history fills the window (30 of 44 lists differ, 7 without it), so one user and a batch of them
+        # round differently there
         self.cudnn_cross_attention = False
         if cfg.text_dim > 0:
             self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model, bias=False)
@@ -251,7 +253,8 @@ class TIGER(nn.Module):
 
     def _relu_epilogue(self, ff: nn.Module, x: torch.Tensor) -> bool:
         """Whether `_ff` runs its first layer and ReLU as one GEMM (`_lin_relu`): inference on CUDA under autocast,
-        a ReLU feed-forward, `relu_epilogue` on, and not `fp32_linear` (whose fp32 outputs it would round)."""
+        a ReLU feed-forward, `relu_epilogue` on (the default), and not `fp32_linear` (whose fp32 outputs it would
+        round)."""
         return (self.relu_epilogue and not self.training and not self.fp32_linear and x.device.type == "cuda"
                 and torch.is_autocast_enabled("cuda") and isinstance(ff.act, nn.ReLU))
 
@@ -261,7 +264,7 @@ class TIGER(nn.Module):
         decoding otherwise writes the (n, d_ff) product, then reads and writes it again in a separate ReLU kernel: the
         widest tensor of a decoder pass. The ReLU commutes with the rounding to bf16, so only the GEMM's own
         kernel choice can change a bit, which the batched loop's agreement with its reference shows (docs/RESULTS.md
-        §4, release 24)."""
+        §4, releases 24-25)."""
         dt = torch.get_autocast_dtype(x.device.type)
         with torch.autocast(x.device.type, enabled=False):
             w = lin.weight.to(dt)
