@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Release 24 (1 GPU): two CUDA kernels for decoding, each a switch of TIGER (opt-in since the end of release 24;
-# calls 1-5 ran at commits where they were on by default, so the flags below name what each call ran):
+# Releases 24-25: two CUDA kernels for decoding, each a switch of TIGER (both opt-in at the end of release 24, whose
+# calls 1-5 ran at commits where they were on by default, so the flags below name what each call ran; the epilogue on
+# by default since release 25, so the settings without it below say --no-relu-epilogue):
 #   `--relu-epilogue`         the feed-forward's ReLU in its first GEMM's epilogue (TIGER.relu_epilogue)
 #   `--cudnn-cross-attention` decoding's cross-attention in cuDNN's kernel (TIGER.cudnn_cross_attention)
 # Issue 15's setting throughout (test split, --compile --compile-encoder --cuda-graph).
@@ -12,7 +13,7 @@
 #           point, 64 for the others (to fit the device time left)
 #   PART=5: the official point with the epilogue only: which switch lowers the agreement? (call 5 ran it with 128
 #           reference rows and `timeout 280`, the device time left, and ran out before writing its result)
-#   PART=6: the same with cuDNN's cross-attention only (not run yet)
+#   PART=6: the same with cuDNN's cross-attention only (release 25 ran PART=5 and 6 as PART=7)
 #   PART=7 (release 25, 4 GPUs, one lane each, at once; --kind nvidia-h100-x4): PART=5 and PART=6 with 256 reference
 #           rows each, and the tuned and SpecGR_Aux points with the epilogue only (256 reference rows each); then, on
 #           the cuDNN lane, the GPU tests of both switches (ran on 4 H200s)
@@ -27,7 +28,7 @@ BASE="$BENCH_GAMES --compile --compile-encoder --cuda-graph"
 case ${PART:-1} in
 1)
   OUT=$D timeout 580 python3 scripts/gpu/bench_many.py "$BASE --ref-rows 0" epilogue_1="--relu-epilogue" \
-    separate_1="" epilogue_2="--relu-epilogue" separate_2="" 2>&1 | quiet
+    separate_1="--no-relu-epilogue" epilogue_2="--relu-epilogue" separate_2="--no-relu-epilogue" 2>&1 | quiet
   cp $D/*.json $OUT/ ;;
 2)
   timeout 150 python3 scripts/gpu/51_ff_attention_micro.py $D/ff_attention_micro.json 2>&1 | quiet | cut -c1-300
@@ -52,16 +53,16 @@ case ${PART:-1} in
     2>&1 | quiet
   cp $D/*.json $OUT/ ;;
 6)
-  OUT=$D timeout 585 python3 scripts/gpu/bench_many.py "$BASE" official_cudnn="--ref-rows 256 --cudnn-cross-attention" \
-    2>&1 | quiet
+  OUT=$D timeout 585 python3 scripts/gpu/bench_many.py "$BASE" \
+    official_cudnn="--ref-rows 256 --cudnn-cross-attention --no-relu-epilogue" 2>&1 | quiet
   cp $D/*.json $OUT/ ;;
 7)
   export BENCH_RELEASE=release25
   bm() { OUT=$D timeout ${T:-570} python3 scripts/gpu/bench_many.py "$BASE" "$@"; }
   lane 0 epilogue bm official_epilogue="--ref-rows 256 --relu-epilogue" &
   lane 1 cudnn bash -c "$(declare -f bm); BASE='$BASE' D=$D T=420 bm official_cudnn='--ref-rows 256 \
-    --cudnn-cross-attention'; timeout 140 python3 -m pytest -q -m gpu tests/test_tiger.py -k 'cudnn or relu_epilogue' \
-    2>&1 | tail -3" &
+    --cudnn-cross-attention --no-relu-epilogue'; timeout 140 python3 -m pytest -q -m gpu tests/test_tiger.py \
+    -k 'cudnn or relu_epilogue' 2>&1 | tail -3" &
   lane 2 tuned bm tuned_epilogue="--delta 100 --gamma -1.6 --ref-rows 256 --relu-epilogue" &
   lane 3 aux bm aux_epilogue="--drafter aux --ref-rows 256 --relu-epilogue" &
   wait
