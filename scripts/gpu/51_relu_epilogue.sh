@@ -20,6 +20,8 @@
 #   PART=8 (release 25, one H100): the run of record with the epilogue on by default: issue 15's three operating points
 #           in one process, 256 reference rows each (as release 23's 50_recompile_limit.sh PART=4)
 #   PART=9 (release 25): the GPU tests of the model and the speculation loops, with the epilogue on by default
+#   PART=10 (release 25, one H100): cuDNN's attention (and the epilogue) without CUDA graphs, compiled, 256 reference
+#           rows: do the graphs or the compiled passes make cuDNN's lists depend on the batch?
 # Carry: .carry/processed/amazon2018-game with the MiniLM embeddings (as 43-50).
 source scripts/gpu/common.sh
 export BENCH_RELEASE=release24
@@ -72,6 +74,11 @@ case ${PART:-1} in
   export BENCH_RELEASE=release25
   OUT=$D timeout 585 python3 scripts/gpu/bench_many.py "$BASE" official="--ref-rows 256 --phase-times" \
     tuned="--delta 100 --gamma -1.6 --ref-rows 256" aux="--drafter aux --ref-rows 256" 2>&1 | quiet
+  cp $D/*.json $OUT/ ;;
+10)
+  export BENCH_RELEASE=release25
+  OUT=$D timeout 585 python3 scripts/gpu/bench_many.py "$BENCH_GAMES --compile --compile-encoder" \
+    official_cudnn_ungraphed="--ref-rows 256 --cudnn-cross-attention" 2>&1 | quiet
   cp $D/*.json $OUT/ ;;
 9)
   timeout 400 python3 -m pytest -q -m gpu tests/test_tiger.py tests/test_speculate.py 2>&1 | tail -4 ;;
