@@ -172,8 +172,8 @@ class TIGER(nn.Module):
         # ... decoding's cross-attention (R x L queries per user against its T encoder states) in cuDNN's fused kernel
         # before the memory-efficient one (`CUDNN_FIRST`) is opt-in: alone it lowered the agreement to 0.79, on the
         # rows whose history fills the window (30 of 44 lists differ, 7 without it). The kernel alone gives one user
-        # bit-equal outputs alone and in a padded batch (scripts/gpu/52_attention_batch_invariance.py), so the cause
-        # lies in how compiled, graphed decoding calls it, not found yet
+        # bit-equal outputs alone and in a padded batch (scripts/gpu/52_attention_batch_invariance.py) and the drop
+        # stays without CUDA graphs, so the cause lies in how compiled decoding calls it, not found yet
         self.cudnn_cross_attention = False
         if cfg.text_dim > 0:
             self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model, bias=False)
