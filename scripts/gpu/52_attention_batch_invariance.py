@@ -48,6 +48,9 @@ def main(out_path: str) -> None:
             # user 0 has t history tokens (right-padded to T_MAX in the batch); the others fill the window
             mask = torch.zeros(USERS, 1, 1, T_MAX, device=dev, dtype=dt)
             mask[0, ..., t:] = float("-inf")
+            # the same user in fp32 (one reference for both backends)
+            exact = attend(SDPBackend.MATH, q[:1].float(), k[:1, :, :t].float(), v[:1, :, :t].float(),
+                           mask[:1, ..., :t].float())[0]
             for name, backend in BACKENDS.items():
                 try:
                     batch = attend(backend, q, k, v, mask)[0]
@@ -57,8 +60,6 @@ def main(out_path: str) -> None:
                                  "error": str(e)[:200]})
                     print(json.dumps(rows[-1]), flush=True)
                     continue
-                exact = attend(SDPBackend.MATH, q[:1].float(), k[:1, :, :t].float(), v[:1, :, :t].float(),
-                               mask[:1, ..., :t].float())[0]
                 rows.append({"queries": lq, "layout": layout, "user_keys": t, "backend": name,
                              "bit_equal_frac": (batch == alone).float().mean().item(),
                              "max_abs_diff": (batch.float() - alone.float()).abs().max().item(),
