@@ -384,6 +384,24 @@ def test_cudnn_cross_attention_matches_the_efficient_kernel_on_gpu():
 
 
 @pytest.mark.gpu
+def test_cudnn_cross_attention_gives_one_query_the_output_it_has_in_a_block_on_gpu():
+    """cuDNN's attention rounds a lone query differently from the same query in a longer block where the keys pass
+    66 (release 26, scripts/gpu/53_attention_query_count.py); the one-user reference and the batched loop read a
+    user's first digit from calls of either size, so TIGER gives one query a second copy: bit-equal outputs."""
+    m, *_ = gpu_decoding_case(sid_seed=6, seed=4)
+    m.cudnn_cross_attention = True
+    g = torch.Generator(device="cuda").manual_seed(0)
+    h, dk = m.cfg.n_heads, m.cfg.d_kv
+    q = torch.randn(1, 150, h, dk, device="cuda", generator=g, dtype=torch.bfloat16).transpose(1, 2)
+    k, v = (torch.randn(1, 82, h, dk, device="cuda", generator=g, dtype=torch.bfloat16).transpose(1, 2)
+            for _ in range(2))
+    mask = torch.zeros(1, 1, 1, 82, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        block, alone = m._sdpa(q, k, v, mask, cross=True), m._sdpa(q[:, :, :1], k, v, mask, cross=True)
+    assert torch.equal(alone, block[:, :1])
+
+
+@pytest.mark.gpu
 def test_fp32_linear_outputs_on_gpu():
     """TIGER.fp32_linear under bf16 autocast: the same maths as fp32 (within bf16 input rounding), eager and compiled
     alike, and a user's log-probs barely depend on how many users share the batch (no bf16 rounding of outputs)."""

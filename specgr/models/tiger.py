@@ -170,10 +170,9 @@ class TIGER(nn.Module):
         # against release 23's 0.891, release 25) ...
         self.relu_epilogue = True
         # ... decoding's cross-attention (R x L queries per user against its T encoder states) in cuDNN's fused kernel
-        # before the memory-efficient one (`CUDNN_FIRST`) is opt-in: alone it lowered the agreement to 0.79, on the
-        # rows whose history fills the window (30 of 44 lists differ, 7 without it). The kernel alone gives one user
-        # bit-equal outputs alone and in a padded batch (scripts/gpu/52_attention_batch_invariance.py) and the drop
-        # stays without CUDA graphs, so the cause lies in how compiled decoding calls it, not found yet
+        # before the memory-efficient one (`CUDNN_FIRST`) is opt-in: it is 3-4% faster, but its lists agree with the
+        # one-user reference's on 0.871 of 256 rows, one list short of issue 15's 0.875 (release 26, after `_sdpa`'s
+        # one-query fix; 0.79 before it, the drop on the rows whose history fills the window)
         self.cudnn_cross_attention = False
         if cfg.text_dim > 0:
             self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model, bias=False)
@@ -234,8 +233,15 @@ class TIGER(nn.Module):
                     o = torch.matmul(torch.softmax(s, -1), v.float())
             o = o.to(v.dtype)
         elif cross and self.cudnn_cross_attention and not self.training and q.device.type == "cuda":
+            # a lone query (one per user: the beam's first step, from the empty prefix) takes another cuDNN path, whose
+            # output differs from the same query's in any longer block at 78-82 keys (a history that fills the window;
+            # not at <= 66). The batched loop reads a draft's first digit from that step and the one-user reference
+            # from its block of drafts, so their lists differed on those rows. A second copy of the query keeps every
+            # call on one path (release 26: scripts/gpu/53_attention_query_sweep.py, 54_cudnn_fallback.py)
+            lq = q.shape[2]
+            qq = torch.cat([q, q], 2) if lq == 1 else q
             with sdpa_kernel(CUDNN_FIRST, set_priority=True):
-                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=1.0)
+                o = F.scaled_dot_product_attention(qq, k, v, attn_mask=mask.to(q.dtype), scale=1.0)[:, :, :lq]
         else:
             with sdpa_kernel(SDPA_BACKENDS):
                 o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), dropout_p=p, scale=1.0)
