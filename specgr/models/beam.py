@@ -57,16 +57,23 @@ def expand_beams(step_logprobs: torch.Tensor, beam_scores: torch.Tensor, beam_to
     return (tokens, scores, valid, parent) if return_parent else (tokens, scores, valid)
 
 
-def reorder_cache(past: list, parent: torch.Tensor) -> list:
-    """Self-attention cache (per layer (k, v) (B*W, h, L, d)) -> rows of the beams' parents (B*W', h, L, d).
+def parent_rows(parent: torch.Tensor, W: int) -> torch.Tensor:
+    """parent (B, W') beam indices among each user's W beams -> (B*W',) their rows among all B*W beams."""
+    return (torch.arange(parent.shape[0], device=parent.device)[:, None] * W + parent).reshape(-1)
 
-    One flat row index per beam: indexing the first dimension with one index tensor copies whole rows (a vectorised
-    gather), where indexing (user, beam) with two copied element by element: in beam search on an H100, 0.95 against
-    3.5 ms per 1,024 users (docs/RESULTS.md §4, release 21)."""
-    B, Wn = parent.shape
-    W = past[0][0].shape[0] // B
-    flat = (torch.arange(B, device=parent.device)[:, None] * W + parent).reshape(-1)  # (B*W',)
+
+def cache_rows(past: list, flat: torch.Tensor) -> list:
+    """Self-attention cache (per layer (k, v) (N, h, L, d)) -> its rows `flat` (N', h, L, d).
+
+    One flat row index: indexing the first dimension with one index tensor copies whole rows (a vectorised gather),
+    where indexing (user, beam) with two copied element by element: in beam search on an H100, 0.95 against 3.5 ms
+    per 1,024 users (docs/RESULTS.md §4, release 21)."""
     return [(k[flat], v[flat]) for k, v in past]
+
+
+def reorder_cache(past: list, parent: torch.Tensor) -> list:
+    """Self-attention cache (per layer (k, v) (B*W, h, L, d)) -> rows of the beams' parents (B*W', h, L, d)."""
+    return cache_rows(past, parent_rows(parent, past[0][0].shape[0] // parent.shape[0]))
 
 
 def index_cache(past: list, B: int, W: int, rows: torch.Tensor) -> list:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from specgr.models.beam import Beam, BeamAdvance, reorder_cache
+from specgr.models.beam import Beam, BeamAdvance, cache_rows, parent_rows
 from specgr.models.tiger import DECODER_START, TIGER, EncoderState
 from specgr.sid.semantic_ids import N_DIGITS
 
@@ -80,7 +80,7 @@ def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.
     match = (cand_tokens[:, :, None, :L] == beam.tokens[:, None]).all(-1) & beam.valid[:, None]  # (B, R, W)
     parent = match.int().argmax(-1)  # (B, R)
     rows = torch.arange(B, device=parent.device)[:, None]
-    flat = (rows * W + parent).reshape(-1)  # (B*R,) each draft's parent row among the B*W beams
+    flat = parent_rows(parent, W)  # (B*R,) each draft's parent row among the B*W beams
     parts = [beam.logprobs[rows, parent].float()]  # digits 1..L: the parent's own
     cache, start = beam.past, L  # decode inputs c_{start-1}..c_3 for digits start..4
     if advance is not None:  # digit L+1 from the shared step; decoding starts one input later, on its cache
@@ -88,7 +88,7 @@ def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.
         cache, start = advance.past, L + 1
     if start < N_DIGITS:  # (B, R, 4 - start) on a copy of each draft's parent cache row (as beams copy theirs)
         parts.append(model.decoder_token_logprobs(state, None, cand_tokens[..., start - 1:N_DIGITS - 1],
-                                                  cand_tokens[..., start:], past=reorder_cache(cache, parent)))
+                                                  cand_tokens[..., start:], past=cache_rows(cache, flat)))
     return torch.cat(parts, -1)
 
 
