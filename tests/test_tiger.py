@@ -385,9 +385,9 @@ def test_cudnn_cross_attention_matches_the_efficient_kernel_on_gpu():
 
 @pytest.mark.gpu
 def test_cudnn_cross_attention_gives_one_query_the_output_it_has_in_a_block_on_gpu():
-    """cuDNN's attention rounds a lone query differently from the same query in a longer block where the keys pass
-    66 (release 26, scripts/gpu/53_attention_query_count.py); the one-user reference and the batched loop read a
-    user's first digit from calls of either size, so TIGER gives one query a second copy: bit-equal outputs."""
+    """cuDNN's attention rounds a lone query differently from the same query in a longer block at 78-82 keys (release
+    26, scripts/gpu/53_attention_query_sweep.py); the one-user reference and the batched loop read a draft's first
+    digit from calls of either size, so TIGER gives a lone query a second copy: bit-equal outputs."""
     m, *_ = gpu_decoding_case(sid_seed=6, seed=4)
     m.cudnn_cross_attention = True
     g = torch.Generator(device="cuda").manual_seed(0)
