@@ -3,8 +3,8 @@
 One user, 6 heads, d_kv 64, bf16, T keys (82 and 78: a history that fills the window; 66 and 41: shorter ones), the
 transposed head views the decoder passes. The first query's output is computed in blocks of 1, 2, ..., 256 queries
 under cuDNN's kernel and the memory-efficient one, and the block sizes are grouped by the output they give it.
-(Found: the memory-efficient kernel gives one output at every block size; cuDNN's equals it at T <= 66, and at 78 and
-82 keys gives one output to a lone query and another to every longer block.)
+(Found: the memory-efficient kernel gives one output at every block size; cuDNN's equals it at T = 66 and 41, and at
+78 and 82 keys gives one output to a lone query and another to every longer block.)
 
     python3 scripts/gpu/53_attention_query_sweep.py OUT.json
 """

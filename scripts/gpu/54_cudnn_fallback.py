@@ -1,7 +1,7 @@
 """Release 26 (1 GPU): where does decoding's cross-attention leave cuDNN's kernel?
 
 `53_attention_query_sweep.py` found cuDNN's kernel bit-equal to the memory-efficient one wherever the keys fit one
-tile (T <= 66) and different where they do not (T = 78, 82: the histories that fill the window), at every query
+tile (T = 66, 41) and different where they do not (T = 78, 82: the histories that fill the window), at every query
 count but one. So if the batched loop and the one-user reference ran cuDNN's kernel on the same calls, the window's
 rows could not differ more than the others. This runs both (issue 15's official point, the shipped Games
 checkpoint, 1,024 test rows batched, the first ROWS one at a time), with cuDNN's attention in five modes:
