@@ -234,10 +234,11 @@ class TIGER(nn.Module):
             o = o.to(v.dtype)
         elif cross and self.cudnn_cross_attention and not self.training and q.device.type == "cuda":
             # a lone query (one per user: the beam's first step, from the empty prefix) takes another cuDNN path, whose
-            # output differs from the same query's in any longer block at 78-82 keys (a history that fills the window;
-            # not at 66 or 41). The batched loop reads a draft's first digit from that step and the one-user reference
-            # from its block of drafts, so their lists differed on those rows. A second copy of the query keeps every
-            # call on one path (release 26: scripts/gpu/53_attention_query_sweep.py, 54_cudnn_fallback.py)
+            # output differs from the same query's in any longer block at 78-82 keys (histories of 19-20 items, 20
+            # filling the window; not at 66 or 41). The batched loop reads a draft's first digit from that step and the
+            # one-user reference from its block of drafts, so their lists differed on those rows. A second copy of the
+            # query keeps every call on one path (release 26: scripts/gpu/53_attention_query_sweep.py,
+            # 54_cudnn_fallback.py)
             lq = q.shape[2]
             qq = torch.cat([q, q], 2) if lq == 1 else q
             with sdpa_kernel(CUDNN_FIRST, set_priority=True):
