@@ -170,9 +170,9 @@ class TIGER(nn.Module):
         # against release 23's 0.891, release 25) ...
         self.relu_epilogue = True
         # ... decoding's cross-attention (R x L queries per user against its T encoder states) in cuDNN's fused kernel
-        # before the memory-efficient one (`CUDNN_FIRST`) is opt-in: it is 3-4% faster, but its lists agree with the
-        # one-user reference's on 0.871 of 256 rows, one list short of issue 15's 0.875 (release 26, after `_sdpa`'s
-        # one-query fix; 0.79 before it, the drop on the rows whose history fills the window)
+        # before the memory-efficient one (`CUDNN_FIRST`) is opt-in. With `_sdpa`'s one-query fix its lists agree with
+        # the one-user reference's as often (0.902 of 2,048 rows against 0.897, release 27), and it is 2-6% faster
+        # in CUDA graphs, but 4-13% slower in the eager loop, which the CLI and the app run
         self.cudnn_cross_attention = False
         if cfg.text_dim > 0:
             self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model, bias=False)
