@@ -406,6 +406,9 @@ def test_fp32_linear_outputs_on_gpu():
     """TIGER.fp32_linear under bf16 autocast: the same maths as fp32 (within bf16 input rounding), eager and compiled
     alike, and a user's log-probs barely depend on how many users share the batch (no bf16 rounding of outputs)."""
     m, ids, mask, tok, dec_in = gpu_decoding_case(sid_seed=4, seed=2)
+    # the tolerances below hold for the memory-efficient cross-attention; under cuDNN's (release 27, a trial default)
+    # compiled and eager decoding put 1 of these 1,792 log-probs 0.004 apart
+    m.cudnn_cross_attention = False
 
     def run(rows):
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
