@@ -663,6 +663,26 @@ def test_bench_speculate_without_a_reference():
     assert out["batched"]["rows"] == 8 and out["relu_epilogue"] is False and out["cudnn_cross_attention"]
 
 
+def test_bench_speculate_keeps_the_timed_runs_when_the_reference_is_cut_short(tmp_path, monkeypatch):
+    """The JSON holds the batched and beam-search results before the slow one-user reference starts, so a run killed
+    by a time limit during the reference still leaves them (release 27's call 6 lost a whole run that way)."""
+    mod = _bench_module("bench_speculate")
+    timed = mod.timed
+
+    def reference_killed(rec, rows, batch_size, k):
+        if batch_size == 1:  # the one-user reference
+            raise KeyboardInterrupt
+        return timed(rec, rows, batch_size, k)
+
+    monkeypatch.setattr(mod, "timed", reference_killed)
+    path = tmp_path / "bench.json"
+    with pytest.raises(KeyboardInterrupt):
+        mod.main(["--random-model", "--preset", "tiny", "--n-items", "300", "--rows", "8", "--ref-rows", "4",
+                  "--batch-size", "8", "--device", "cpu", "--latency-users", "0", "--json", str(path)])
+    out = json.loads(path.read_text())
+    assert out["batched"]["rows"] == 8 and out["tiger_beam"]["rows"] == 8 and "reference" not in out
+
+
 def test_speed_vs_gamma_pairs_the_graph_modes(tmp_path):
     """benchmarks/speed_vs_gamma.py: one row per γ with every graph mode (release 19's files, which have no
     graph_shrink key, read as early exit), -inf last, the ratio to beam search from the runs' own numbers; runs of
