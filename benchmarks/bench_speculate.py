@@ -287,8 +287,7 @@ def main(argv=None):
            "cuda_graph": args.cuda_graph, "graph_early_exit": args.cuda_graph and not args.graph_no_exit,
            "graph_shrink": args.cuda_graph and not args.graph_no_exit and not args.graph_no_shrink,
            "compile": args.compile, "compile_encoder": args.compile_encoder, "fp32_accumulate": args.fp32_accumulate,
-           "tf32": args.tf32, "fp32_linear": args.fp32_linear, "relu_epilogue": args.relu_epilogue,
-           "cudnn_cross_attention": args.cudnn_cross_attention}
+           "tf32": args.tf32, "fp32_linear": args.fp32_linear, "relu_epilogue": args.relu_epilogue}
 
     model.fp32_linear, model.relu_epilogue = args.fp32_linear, args.relu_epilogue
     if args.cudnn_cross_attention is not None:
@@ -337,7 +336,8 @@ def main(argv=None):
         out["reference"], res_r = timed(ref, ref_rows, 1, K)
         out["speedup_vs_reference"] = out["batched"]["recs_per_s"] / out["reference"]["recs_per_s"]
         out.update(agreement(res_r.items, res_b.items[:nr]))
-    if nr and args.eager_reference and (args.compile or args.compile_encoder):  # the reference again, not compiled: what compilation changes
+    if nr and args.eager_reference and (args.compile or args.compile_encoder):
+        # the reference again, not compiled: what compilation changes
         with torch.compiler.set_stance("force_eager"):
             out["reference_eager"], res_e = timed(ref, ref_rows, 1, K)
         out.update(agreement(res_e.items, res_b.items[:nr], "reference_eager"))
