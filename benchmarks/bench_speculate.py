@@ -239,9 +239,9 @@ def main(argv=None):
                     "H100, docs/RESULTS.md §4): cuBLAS runs some shapes in TF32 and others in full fp32")
     ap.add_argument("--fp32-linear", action="store_true", help="TIGER.fp32_linear: linear layers take bf16 inputs "
                     "and return fp32 (no bf16 rounding of their outputs, which depends on the batch shape's kernel)")
-    ap.add_argument("--relu-epilogue", action=argparse.BooleanOptionalAction, default=True,
-                    help="TIGER.relu_epilogue (on by default since release 25): the feed-forward's ReLU in its first "
-                    "GEMM's epilogue, not a kernel of its own (CUDA)")
+    ap.add_argument("--relu-epilogue", action=argparse.BooleanOptionalAction, default=None,
+                    help="TIGER.relu_epilogue: the feed-forward's ReLU in its first GEMM's epilogue, not a kernel of "
+                    "its own (CUDA); default: the model's (on since release 25)")
     ap.add_argument("--cudnn-cross-attention", action=argparse.BooleanOptionalAction, default=None,
                     help="TIGER.cudnn_cross_attention: decoding's cross-attention in cuDNN's kernel, not the "
                     "memory-efficient one (CUDA); default: the model's")
@@ -287,12 +287,13 @@ def main(argv=None):
            "cuda_graph": args.cuda_graph, "graph_early_exit": args.cuda_graph and not args.graph_no_exit,
            "graph_shrink": args.cuda_graph and not args.graph_no_exit and not args.graph_no_shrink,
            "compile": args.compile, "compile_encoder": args.compile_encoder, "fp32_accumulate": args.fp32_accumulate,
-           "tf32": args.tf32, "fp32_linear": args.fp32_linear, "relu_epilogue": args.relu_epilogue}
+           "tf32": args.tf32, "fp32_linear": args.fp32_linear}
 
-    model.fp32_linear, model.relu_epilogue = args.fp32_linear, args.relu_epilogue
-    if args.cudnn_cross_attention is not None:
-        model.cudnn_cross_attention = args.cudnn_cross_attention
-    out["cudnn_cross_attention"] = model.cudnn_cross_attention  # what ran
+    model.fp32_linear = args.fp32_linear
+    for switch in ("relu_epilogue", "cudnn_cross_attention"):  # the model's default unless named; recorded as run
+        if getattr(args, switch) is not None:
+            setattr(model, switch, getattr(args, switch))
+        out[switch] = getattr(model, switch)
     if args.compile:
         model.compile_decoder()
     if args.compile_encoder:
