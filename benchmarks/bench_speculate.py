@@ -33,7 +33,7 @@ from specgr.metrics import topk_metrics
 from specgr.models.tiger import TIGER, tiger_preset
 from specgr.sid.semantic_ids import SemanticIDs
 from specgr.speculate import GraphedRecommender, ReferenceSpecGR, SpecGR, SpecGRConfig, TigerOnly
-from specgr.speculate.batched import sync
+from specgr.speculate.batched import length_batches, sync
 from specgr.speculate.config import DRAFT_RANGES
 from specgr.utils import resolve_device
 
@@ -88,11 +88,11 @@ def reserved_gib(device) -> float:
     return torch.cuda.memory_reserved(device) / 2**30
 
 
-def timed(rec, rows, batch_size, k):
+def timed(rec, rows, batch_size, k, by_length=False):
     if hasattr(rec, "rounds_replayed"):
         rec.rounds_replayed.clear()  # count this run's batches only, not the warm-up's
         rec.round_rows.clear()
-    res = rec.recommend_rows(rows, batch_size=batch_size, k=k, progress=False)
+    res = rec.recommend_rows(rows, batch_size=batch_size, k=k, progress=False, by_length=by_length)
     out = {"recs_per_s": res.timing["recs_per_s"], "seconds": res.timing["seconds"], "rows": res.timing["n_rows"]}
     replayed = getattr(rec, "rounds_replayed", None)
     if replayed:  # a graphed SpecGR with early exit: the mean rounds its batches replayed (cleared before this run)
@@ -245,6 +245,8 @@ def main(argv=None):
     ap.add_argument("--cudnn-cross-attention", action=argparse.BooleanOptionalAction, default=None,
                     help="TIGER.cudnn_cross_attention: decoding's cross-attention in cuDNN's kernel, not the "
                     "memory-efficient one (CUDA); default: the model's")
+    ap.add_argument("--by-length", action="store_true", help="both methods batch rows of similar history lengths "
+                    "and cut each batch's padding (recommend_rows(by_length=True)); the reference runs as always")
     ap.add_argument("--draft-ranges", default="auto", choices=list(DRAFT_RANGES),
                     help="guided rounds draft from the prefixes' item ranges (on), a catalog scan (off), or by cost "
                          "(auto: SpecGRConfig.draft_ranges=None)")
@@ -287,7 +289,7 @@ def main(argv=None):
            "cuda_graph": args.cuda_graph, "graph_early_exit": args.cuda_graph and not args.graph_no_exit,
            "graph_shrink": args.cuda_graph and not args.graph_no_exit and not args.graph_no_shrink,
            "compile": args.compile, "compile_encoder": args.compile_encoder, "fp32_accumulate": args.fp32_accumulate,
-           "tf32": args.tf32, "fp32_linear": args.fp32_linear}
+           "tf32": args.tf32, "fp32_linear": args.fp32_linear, "by_length": args.by_length}
 
     model.fp32_linear = args.fp32_linear
     for switch in ("relu_epilogue", "cudnn_cross_attention"):  # the model's default unless named; recorded as run
@@ -310,18 +312,25 @@ def main(argv=None):
         tig = GraphedRecommender(tig, args.batch_size)
     # warm-up (allocator, kernels, lazy tables; with --cuda-graph: the capture, outside the timing)
     held = {}
+    hist, hl = np.asarray(rows.history), np.asarray(rows.hist_len)
+    warm = [(hist[:8], hl[:8])]
+    if args.by_length:  # every width the run will use (a capture each), on the shortest rows, which fit them all
+        short = np.argsort(hl, kind="stable")[:8]
+        widths = {w for _, w in length_batches(hl, hist.shape[1], args.batch_size, True)}
+        warm = [(hist[short, :w], hl[short]) for w in sorted(widths)]
     for key, rec in (("batched", bat), ("tiger_beam", tig)):
         before = reserved_gib(device)
-        rec.recommend(rows.history[:8], rows.hist_len[:8], k=K)
+        for h, n in warm:
+            rec.recommend(h, n, k=K)
         held[key] = reserved_gib(device) - before  # with --cuda-graph: what the captured graphs keep reserved
-    out["batched"], res_b = timed(bat, rows, args.batch_size, K)
-    out["tiger_beam"], res_t = timed(tig, rows, args.batch_size, K)
+    out["batched"], res_b = timed(bat, rows, args.batch_size, K, args.by_length)
+    out["tiger_beam"], res_t = timed(tig, rows, args.batch_size, K, args.by_length)
     if device.type == "cuda":
         for key in held:
             out[key]["held_gib_after_warmup"] = held[key]
     if args.phase_times and isinstance(bat, GraphedRecommender):  # an untimed pass: each phase waited for
         bat.phase_ms = Counter()
-        res = bat.recommend_rows(rows, progress=False, k=K)
+        res = bat.recommend_rows(rows, progress=False, k=K, by_length=args.by_length)
         batches = -(-len(res.items) // args.batch_size)
         out["batched"]["phase_ms_per_batch"] = {name: ms / batches for name, ms in sorted(bat.phase_ms.items())}
         bat.phase_ms = None

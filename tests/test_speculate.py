@@ -332,6 +332,36 @@ def test_tiger_only_and_recommend_rows(world):
     assert res.timing["n_rows"] == B and res.timing["recs_per_s"] > 0
 
 
+def test_length_batches_hand_case():
+    from specgr.speculate.batched import length_batches
+
+    hl = np.array([20, 1, 6, 5, 2, 11])
+    plain = length_batches(hl, 20, 4, by_length=False)
+    assert [(i.tolist(), w) for i, w in plain] == [([0, 1, 2, 3], 20), ([4, 5], 20)]
+    # sorted (stable) by length; widths rounded up to a quarter of 20 (5): max 6 -> 10, max 20 -> 20
+    assert [(i.tolist(), w) for i, w in length_batches(hl, 20, 4, by_length=True)] == [([1, 4, 3, 2], 10),
+                                                                                       ([5, 0], 20)]
+    assert length_batches(np.array([1, 2]), 20, 4, True)[0][1] == 5  # at least one step
+    assert length_batches(np.array([3]), 3, 4, True)[0][1] == 3  # never wider than the histories
+
+
+@pytest.mark.parametrize("which", ["specgr", "tiger"])
+def test_recommend_rows_by_length_gives_the_same_lists(world, which):
+    """Batches of similar lengths, cut to their width, give every row its lists, in row order (CPU, fp32)."""
+    from specgr.data.processed import Rows
+    from specgr.speculate.batched import length_batches
+
+    model, d, sids, hist, hl = world
+    B = len(hl)
+    rows = Rows(np.arange(B), hist.numpy(), hl.numpy(), np.zeros(B, np.int64), np.zeros(B, np.int64))
+    rec = SpecGR(model, d, sids, CONFIGS["paper"]) if which == "specgr" else TigerOnly(model, sids, num_beams=10)
+    plain = rec.recommend_rows(rows, batch_size=3, k=10, progress=False)
+    cut = rec.recommend_rows(rows, batch_size=3, k=10, progress=False, by_length=True)
+    assert_same(plain, cut)
+    assert cut.timing["n_rows"] == B
+    assert any(w < H for _, w in length_batches(hl.numpy(), H, 3, True))  # some batch was cut
+
+
 def test_new_switches_do_what_they_say(world):
     """History exclusion keeps history items out of every list; the bonus raises new items' acceptance."""
     _, _, sids, hist, hl = world
@@ -534,6 +564,11 @@ def test_graphed_recommender_equals_eager(world, which):
         assert graphed.sizes == [8, 4, 2] and min(rows for _, rows in graphed.round_rows) < 8, graphed.round_rows
     if which == "specgr-no-shrink":
         assert graphed.sizes == [8] and {rows for _, rows in graphed.round_rows} == {8}
+    # by length: a capture per batch width, the eager loop's lists on the same batches, in row order
+    a3 = eager.recommend_rows(Rows, batch_size=8, k=10, progress=False, by_length=True)
+    b3 = graphed.recommend_rows(Rows, k=10, progress=False, by_length=True)
+    assert torch.equal(a3.items, b3.items) and torch.allclose(a3.scores, b3.scores, equal_nan=True)
+    assert len(graphed._captured) > 1
 
 
 @pytest.mark.gpu
@@ -658,9 +693,10 @@ def test_bench_speculate_without_a_reference():
     mod = _bench_module("bench_speculate")
     out = mod.main(["--random-model", "--preset", "tiny", "--n-items", "300", "--rows", "8", "--ref-rows", "0",
                     "--batch-size", "8", "--device", "cpu", "--latency-users", "0", "--no-relu-epilogue",
-                    "--cudnn-cross-attention"])
+                    "--cudnn-cross-attention", "--by-length"])
     assert not any(k.startswith(("reference", "speedup")) for k in out)
     assert out["batched"]["rows"] == 8 and out["relu_epilogue"] is False and out["cudnn_cross_attention"]
+    assert out["by_length"] is True
 
 
 def test_bench_speculate_keeps_the_timed_runs_when_the_reference_is_cut_short(tmp_path, monkeypatch):
@@ -669,10 +705,10 @@ def test_bench_speculate_keeps_the_timed_runs_when_the_reference_is_cut_short(tm
     mod = _bench_module("bench_speculate")
     timed = mod.timed
 
-    def reference_killed(rec, rows, batch_size, k):
+    def reference_killed(rec, rows, batch_size, k, by_length=False):
         if batch_size == 1:  # the one-user reference
             raise KeyboardInterrupt
-        return timed(rec, rows, batch_size, k)
+        return timed(rec, rows, batch_size, k, by_length)
 
     monkeypatch.setattr(mod, "timed", reference_killed)
     path = tmp_path / "bench.json"

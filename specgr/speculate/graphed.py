@@ -292,9 +292,10 @@ class GraphedRecommender:
                                                       o.n_drafted)))
 
     def recommend_rows(self, rows, batch_size: int | None = None, k: int | None = None, progress: bool = True,
-                       trace: bool = False) -> SpecGRResult:
-        """A whole split in batches of the graph's batch_size, timed (`specgr.speculate.batched.run_rows`)."""
+                       trace: bool = False, by_length: bool = False) -> SpecGRResult:
+        """A whole split in batches of the graph's batch_size, timed (`specgr.speculate.batched.run_rows`).
+        by_length: batches of similar history lengths, cut to their width; one capture per width (at most four)."""
         if batch_size not in (None, self.batch_size):
             raise ValueError(f"batch_size={batch_size}, the graph holds {self.batch_size}. Fix: omit it, or build the "
                              f"GraphedRecommender with batch_size={batch_size}.")
-        return run_rows(self, rows, self.batch_size, k, progress, trace)
+        return run_rows(self, rows, self.batch_size, k, progress, trace, by_length)

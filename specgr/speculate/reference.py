@@ -162,11 +162,11 @@ class ReferenceSpecGR:
         return result_from_traces(traces, K, keep_traces=trace)
 
     def recommend_rows(self, rows, batch_size: int = 1, k: int | None = None, progress: bool = True,
-                       trace: bool = False) -> SpecGRResult:
+                       trace: bool = False, by_length: bool = False) -> SpecGRResult:
         """A whole split, timed (same as SpecGR.recommend_rows; users still run one at a time)."""
         from specgr.speculate.batched import run_rows
 
-        return run_rows(self, rows, batch_size, k, progress, trace)
+        return run_rows(self, rows, batch_size, k, progress, trace, by_length)
 
 
 def result_from_traces(traces: list[UserTrace], K: int, keep_traces: bool = True) -> SpecGRResult:

@@ -106,6 +106,13 @@ class SpecGRResult:
         """Accepted / drafted over all users."""
         return float(self.n_accepted.sum()) / max(float(self.n_drafted.sum()), 1.0)
 
+    def take(self, idx) -> "SpecGRResult":
+        """The rows idx (B',) of every tensor (and trace), in that order; timing is dropped."""
+        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        t = [x[idx.to(x.device)] for x in (self.items, self.scores, self.sources, self.n_rounds, self.n_accepted,
+                                           self.n_drafted)]
+        return SpecGRResult(*t, traces=None if self.traces is None else [self.traces[int(i)] for i in idx])
+
     @staticmethod
     def cat(parts: list["SpecGRResult"]) -> "SpecGRResult":
         fields = ("items", "scores", "sources", "n_rounds", "n_accepted", "n_drafted")
