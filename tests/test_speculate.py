@@ -569,6 +569,8 @@ def test_graphed_recommender_equals_eager(world, which):
     b3 = graphed.recommend_rows(Rows, k=10, progress=False, by_length=True)
     assert torch.equal(a3.items, b3.items) and torch.allclose(a3.scores, b3.scores, equal_nan=True)
     assert len(graphed._captured) > 1
+    b4 = graphed.recommend_rows(Rows, k=10, progress=False)  # the first capture again, after the others in its pool
+    assert torch.equal(a.items, b4.items) and torch.allclose(a.scores, b4.scores, equal_nan=True)
 
 
 @pytest.mark.gpu
