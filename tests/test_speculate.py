@@ -565,11 +565,16 @@ def test_graphed_recommender_equals_eager(world, which):
     if which == "specgr-no-shrink":
         assert graphed.sizes == [8] and {rows for _, rows in graphed.round_rows} == {8}
     # by length: a capture per batch width, the eager loop's lists on the same batches, in row order
-    a3 = eager.recommend_rows(Rows, batch_size=8, k=10, progress=False, by_length=True)
-    b3 = graphed.recommend_rows(Rows, k=10, progress=False, by_length=True)
+
+    class Short:  # histories of at most 5 items: batches cut to a quarter of the width
+        hist_len = hl.clamp(max=5).numpy()
+        history = torch.where(torch.arange(H)[None] < hl.clamp(max=5)[:, None], hist, -1).numpy()
+
+    a3 = eager.recommend_rows(Short, batch_size=8, k=10, progress=False, by_length=True)
+    b3 = graphed.recommend_rows(Short, k=10, progress=False, by_length=True)
     assert torch.equal(a3.items, b3.items) and torch.allclose(a3.scores, b3.scores, equal_nan=True)
-    assert len(graphed._captured) > 1
-    b4 = graphed.recommend_rows(Rows, k=10, progress=False)  # the first capture again, after the others in its pool
+    assert sorted(graphed._captured) == [(5, 10), (20, 10)]
+    b4 = graphed.recommend_rows(Rows, k=10, progress=False)  # the first capture again, after the second
     assert torch.equal(a.items, b4.items) and torch.allclose(a.scores, b4.scores, equal_nan=True)
 
 

@@ -164,10 +164,6 @@ class GraphedRecommender:
         self.phase_ms: Counter | None = None  # set to a Counter to time each phase: {name: ms, summed over batches}
         self.device, self.sids = rec.device, rec.sids
         self._captured: dict[tuple[int, int | None], _Captured] = {}
-        # one memory pool for every capture (each history width and K): a batch replays one capture's graphs in
-        # order, and each graph reads only what its replay, or an earlier phase of it, wrote, so the scratch memory of
-        # one capture can serve another's (`recommend_rows(by_length=True)` captures up to four widths)
-        self._pool = None
 
     @property
     def sizes(self) -> list[int]:
@@ -186,11 +182,6 @@ class GraphedRecommender:
             raise RuntimeError(f"CUDA graph capture of {type(self.rec).__name__} failed: {e}. Fix: run it without "
                                "GraphedRecommender (a step of this configuration synchronises with the host).") from e
 
-    def _graph_pool(self):
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
-        return self._pool
-
     def _warm_up(self, fn) -> None:
         """Run fn WARMUP_RUNS times eagerly on the side stream, before a capture of the same shapes."""
         side = warmup_stream(self.device)
@@ -202,7 +193,7 @@ class GraphedRecommender:
 
     def _capture_whole(self, h: torch.Tensor, n: torch.Tensor, k: int | None) -> _Captured:
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._graph_pool()):
+        with torch.cuda.graph(graph):
             out = self.rec._recommend(h, n, k)
         return _Captured(graph, h, n, out)
 
@@ -213,7 +204,7 @@ class GraphedRecommender:
         re-initialises, and the phases it skips only ever wrote rows whose users were done. Every graph's inputs are
         the encoder phase's buffers, its chain's rows and encoder state, and the outputs of the phase before it (or
         what a move to fewer rows copied there), all held by the chains: no later capture reuses their memory."""
-        rec, pool = self.rec, self._graph_pool()
+        rec, pool = self.rec, torch.cuda.graph_pool_handle()
 
         def captured(fn):
             g = torch.cuda.CUDAGraph()
