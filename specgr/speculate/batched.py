@@ -190,9 +190,10 @@ class SpecGR:
     @torch.inference_mode()
     def recommend(self, history, hist_len, k: int | None = None, trace: bool = False) -> SpecGRResult:
         """history (B, H) item ids (-1 pad), hist_len (B,) -> SpecGRResult (tensors on self.device)."""
-        from specgr.recommenders import validate_history
+        from specgr.recommenders import cut_padding, validate_history
 
         validate_history(history, hist_len, self.sids.n_items)  # unknown ids, empty histories: a ValueError with a fix
+        history = cut_padding(history, hist_len)
         return self._recommend(as_long(history, self.device), as_long(hist_len, self.device), k, trace)
 
     def _recommend(self, hist: torch.Tensor, hl: torch.Tensor, k: int | None = None,
@@ -556,9 +557,10 @@ class TigerOnly:
 
     @torch.inference_mode()
     def recommend(self, history, hist_len, k: int = 50, trace: bool = False) -> SpecGRResult:
-        from specgr.recommenders import validate_history
+        from specgr.recommenders import cut_padding, validate_history
 
         validate_history(history, hist_len, self.sids.n_items)
+        history = cut_padding(history, hist_len)
         return self._recommend(as_long(history, self.device), as_long(hist_len, self.device), k)
 
     def _recommend(self, hist: torch.Tensor, hl: torch.Tensor, k: int | None = 50) -> SpecGRResult:
