@@ -313,15 +313,13 @@ def main(argv=None):
     # warm-up (allocator, kernels, lazy tables; with --cuda-graph: the capture, outside the timing)
     held = {}
     hist, hl = np.asarray(rows.history), np.asarray(rows.hist_len)
-    warm = [(hist[:8], hl[:8])]
-    if args.by_length:  # every width the run will use (a capture each), on the shortest rows, which fit them all
-        short = np.argsort(hl, kind="stable")[:8]
-        widths = {w for _, w in length_batches(hl, hist.shape[1], args.batch_size, True)}
-        warm = [(hist[short, :w], hl[short]) for w in sorted(widths)]
+    warm = {}  # one batch per width the run will use (`cut_padding`: with --cuda-graph, a capture each)
+    for idx, w in length_batches(hl, hist.shape[1], args.batch_size, args.by_length):
+        warm.setdefault(w, idx)
     for key, rec in (("batched", bat), ("tiger_beam", tig)):
         before = reserved_gib(device)
-        for h, n in warm:
-            rec.recommend(h, n, k=K)
+        for idx in warm.values():
+            rec.recommend(hist[idx], hl[idx], k=K)
         held[key] = reserved_gib(device) - before  # with --cuda-graph: what the captured graphs keep reserved
     out["batched"], res_b = timed(bat, rows, args.batch_size, K, args.by_length)
     out["tiger_beam"], res_t = timed(tig, rows, args.batch_size, K, args.by_length)

@@ -345,6 +345,13 @@ def test_length_batches_hand_case():
     assert length_batches(np.array([3]), 3, 4, True)[0][1] == 3  # never wider than the histories
 
 
+def test_batch_width_rounds_up_to_a_quarter_of_the_window():
+    from specgr.speculate.batched import batch_width
+
+    assert [batch_width([n], 20) for n in (1, 5, 6, 11, 16, 20)] == [5, 5, 10, 15, 20, 20]
+    assert batch_width([2, 3], 3) == 3 and batch_width([1], 3) == 1  # a window of 3: steps of 1
+
+
 @pytest.mark.parametrize("which", ["specgr", "tiger"])
 def test_recommend_rows_by_length_gives_the_same_lists(world, which):
     """Batches of similar lengths, cut to their width, give every row its lists, in row order (CPU, fp32)."""

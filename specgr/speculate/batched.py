@@ -190,10 +190,9 @@ class SpecGR:
     @torch.inference_mode()
     def recommend(self, history, hist_len, k: int | None = None, trace: bool = False) -> SpecGRResult:
         """history (B, H) item ids (-1 pad), hist_len (B,) -> SpecGRResult (tensors on self.device)."""
-        from specgr.recommenders import cut_padding, validate_history
+        from specgr.recommenders import validate_history
 
         validate_history(history, hist_len, self.sids.n_items)  # unknown ids, empty histories: a ValueError with a fix
-        history = cut_padding(history, hist_len)
         return self._recommend(as_long(history, self.device), as_long(hist_len, self.device), k, trace)
 
     def _recommend(self, hist: torch.Tensor, hl: torch.Tensor, k: int | None = None,
@@ -500,24 +499,28 @@ class SpecGR:
         return run_rows(self, rows, batch_size, k, progress, trace, by_length)
 
 
+def batch_width(hist_len, width: int) -> int:
+    """hist_len (B,) of a batch of histories padded to `width` -> the columns it needs: its longest history, rounded
+    up to a quarter of the width (5, 10, 15 or 20 of 20), so that a `GraphedRecommender` captures at most four widths.
+    Left-aligned histories lose only columns of padding, which the encoder and every decoder step's cross-attention
+    would otherwise read; the lists stay the same up to float rounding (docs/RESULTS.md §4, release 28)."""
+    step = max(1, -(-width // 4))
+    return min(width, max(step, -(-int(np.max(np.asarray(hist_len))) // step) * step))
+
+
 def length_batches(hist_len: np.ndarray, width: int, batch_size: int, by_length: bool) -> list[tuple[np.ndarray, int]]:
     """hist_len (R,), the histories' padded width -> [(rows (b,), history width to keep)] per batch.
 
-    by_length=False: batches in row order, at the full width. True: rows sorted by history length (stable), each batch
-    cut to its longest history rounded up to a quarter of the width. Left-aligned histories lose only padding, so every
-    list is the same up to float rounding (fewer encoder tokens, other kernel shapes), while the encoder and the
-    decoder's cross-attention skip the padding: Games test histories hold 7.4 of 20 items on average. The rounding
-    keeps the widths (and so the CUDA graphs a `GraphedRecommender` captures, one set per width) to four.
+    by_length=False: batches in row order, at the full width (the default everywhere). True: rows sorted by history
+    length (stable), each batch cut to its `batch_width`: Games test histories hold 7.4 of 20 items on average, and a
+    batch of 1,024 in row order almost always holds a full window.
     """
     R = len(hist_len)
     if not by_length:
         return [(np.arange(s, min(s + batch_size, R)), width) for s in range(0, R, batch_size)]
-    order, step = np.argsort(hist_len, kind="stable"), max(1, -(-width // 4))
-    out = []
-    for s in range(0, R, batch_size):
-        idx = order[s:s + batch_size]
-        out.append((idx, min(width, max(step, -(-int(hist_len[idx].max()) // step) * step))))
-    return out
+    order = np.argsort(hist_len, kind="stable")
+    batches = [order[s:s + batch_size] for s in range(0, R, batch_size)]
+    return [(idx, batch_width(hist_len[idx], width)) for idx in batches]
 
 
 def run_rows(rec, rows, batch_size: int = 256, k: int | None = None, progress: bool = True,
@@ -557,10 +560,9 @@ class TigerOnly:
 
     @torch.inference_mode()
     def recommend(self, history, hist_len, k: int = 50, trace: bool = False) -> SpecGRResult:
-        from specgr.recommenders import cut_padding, validate_history
+        from specgr.recommenders import validate_history
 
         validate_history(history, hist_len, self.sids.n_items)
-        history = cut_padding(history, hist_len)
         return self._recommend(as_long(history, self.device), as_long(hist_len, self.device), k)
 
     def _recommend(self, hist: torch.Tensor, hl: torch.Tensor, k: int | None = 50) -> SpecGRResult:
