@@ -88,6 +88,15 @@ def reserved_gib(device) -> float:
     return torch.cuda.memory_reserved(device) / 2**30
 
 
+def warm_up_batches(hist: np.ndarray, hl: np.ndarray, batch_size: int, by_length: bool) -> list[tuple]:
+    """One batch (history (b, w), hist_len (b,)) per history width w the timed run will use: with --cuda-graph each
+    width is a capture, which must happen before the timing starts."""
+    first = {}
+    for idx, w in length_batches(hl, hist.shape[1], batch_size, by_length):
+        first.setdefault(w, idx)
+    return [(hist[idx, :w], hl[idx]) for w, idx in first.items()]
+
+
 def timed(rec, rows, batch_size, k, by_length=False):
     if hasattr(rec, "rounds_replayed"):
         rec.rounds_replayed.clear()  # count this run's batches only, not the warm-up's
@@ -313,13 +322,10 @@ def main(argv=None):
     # warm-up (allocator, kernels, lazy tables; with --cuda-graph: the capture, outside the timing)
     held = {}
     hist, hl = np.asarray(rows.history), np.asarray(rows.hist_len)
-    warm = {}  # one batch per width the run will use (`cut_padding`: with --cuda-graph, a capture each)
-    for idx, w in length_batches(hl, hist.shape[1], args.batch_size, args.by_length):
-        warm.setdefault(w, idx)
     for key, rec in (("batched", bat), ("tiger_beam", tig)):
         before = reserved_gib(device)
-        for idx in warm.values():
-            rec.recommend(hist[idx], hl[idx], k=K)
+        for h, n in warm_up_batches(hist, hl, args.batch_size, args.by_length):
+            rec.recommend(h, n, k=K)
         held[key] = reserved_gib(device) - before  # with --cuda-graph: what the captured graphs keep reserved
     out["batched"], res_b = timed(bat, rows, args.batch_size, K, args.by_length)
     out["tiger_beam"], res_t = timed(tig, rows, args.batch_size, K, args.by_length)

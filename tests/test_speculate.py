@@ -701,6 +701,20 @@ def test_bench_speculate_writes_the_run_of_record_keys(tmp_path):
     assert out["relu_epilogue"] is True and out["cudnn_cross_attention"] is False  # the defaults, recorded
 
 
+def test_bench_warms_up_every_width_the_run_uses():
+    from specgr.speculate.batched import length_batches
+
+    mod = _bench_module("bench_speculate")
+    hl = np.array([20, 1, 6, 5, 2, 11, 3, 1])
+    hist = np.where(np.arange(20)[None] < hl[:, None], 7, -1)
+    for by_length in (False, True):
+        warm = mod.warm_up_batches(hist, hl, 3, by_length)
+        used = {w for _, w in length_batches(hl, 20, 3, by_length)}
+        assert sorted(h.shape[1] for h, _ in warm) == sorted(used)
+        assert all(n.max() <= h.shape[1] for h, n in warm)  # every warm-up row fits its width
+    assert sorted(used) == [5, 10, 20]
+
+
 def test_bench_speculate_without_a_reference():
     """--ref-rows 0: a speed-only run (release 24's switch comparisons) with no reference and no agreement keys; the
     kernel switches are recorded (on a CPU they change nothing)."""
