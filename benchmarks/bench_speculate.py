@@ -33,7 +33,8 @@ from specgr.metrics import topk_metrics
 from specgr.models.tiger import TIGER, tiger_preset
 from specgr.sid.semantic_ids import SemanticIDs
 from specgr.speculate import GraphedRecommender, ReferenceSpecGR, SpecGR, SpecGRConfig, TigerOnly
-from specgr.speculate.batched import length_batches, sync
+from specgr.batching import length_batches
+from specgr.speculate.batched import sync
 from specgr.speculate.config import DRAFT_RANGES
 from specgr.utils import resolve_device
 

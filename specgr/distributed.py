@@ -187,16 +187,15 @@ def launched(device="auto"):
             dist.destroy_process_group()
 
 
-def shard_batches(n: int, batch_size: int) -> list[slice]:
-    """This rank's batches of range(n): the batches one process would run ([0, B), [B, 2B), ...), split over ranks
-    by `shard_indices` (contiguous, disjoint, no padding); [] when a rank has none (more ranks than batches).
+def shard_batches(batches: list) -> list:
+    """This rank's share of the batches one process would run (`batching.length_batches`), split over ranks by
+    `shard_indices` (contiguous, disjoint, no padding); [] when a rank has none (more ranks than batches).
 
     Whole batches, not rows, are sharded so that every row meets the same batch-mates as on one process: a recommender
     whose output depends on the batch (kernels picked by batch shape, lists padded to the batch's widest) still gives
     the one-process lists. On one process: every batch.
     """
-    mine = shard_indices(-(-n // batch_size))  # ceil(n / B) batches
-    return [slice(int(b) * batch_size, min((int(b) + 1) * batch_size, n)) for b in mine]
+    return [batches[int(b)] for b in shard_indices(len(batches))]
 
 
 def _collective_device() -> torch.device:

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from specgr.batching import length_batches
 from specgr.data.processed import Rows
 from specgr.distributed import gather_row_dict, gather_rows, get_rank, shard_batches
 from specgr.metrics import DEFAULT_KS, summarize, topk_metrics
@@ -35,14 +36,15 @@ def _sync(device):
 
 @torch.no_grad()
 def run_recommender(fn: Callable, rows: Rows, batch_size: int = 256, device="cpu", progress: bool = True,
-                    max_rows: int | None = None):
+                    max_rows: int | None = None, by_length: bool = False):
     """-> (ranked (R,K) np.int64, extras {name: (R,) np}, rank_seconds (world,) np.float64).
 
     rows: anything with history (R,H) and hist_len (R,) (Rows, Histories). Timing syncs the GPU (no async
     under-counting); rank_seconds holds each process's timed seconds, so the run's wall time is its max.
     Under torch.distributed (a torchrun launch) each rank runs its share of the one-process batches
     (`shard_batches`) and every rank gets the gathered lists in row order, each row exactly once: whatever is computed
-    from them equals one process.
+    from them equals one process. by_length: batches of similar history lengths, cut to the columns they need
+    (`batching.length_batches`); the lists still come back in row order.
     """
     from tqdm.auto import tqdm
 
@@ -50,11 +52,13 @@ def run_recommender(fn: Callable, rows: Rows, batch_size: int = 256, device="cpu
     n = len(rows.history) if max_rows is None else min(len(rows.history), max_rows)
     if n == 0:
         raise ValueError("no rows to run. Fix: evaluate a split that has rows.")
+    hist, lens = np.asarray(rows.history)[:n], np.asarray(rows.hist_len)[:n]
+    batches = length_batches(lens, hist.shape[1], batch_size, by_length)
     outs, extras = [], {}
     elapsed = 0.0
-    for sl in tqdm(shard_batches(n, batch_size), disable=not progress or get_rank() != 0, desc="recommend"):
-        h = torch.as_tensor(rows.history[sl], device=device)
-        hl = torch.as_tensor(rows.hist_len[sl], device=device)
+    for idx, w in tqdm(shard_batches(batches), disable=not progress or get_rank() != 0, desc="recommend"):
+        h = torch.as_tensor(hist[idx, :w], device=device)
+        hl = torch.as_tensor(lens[idx], device=device)
         _sync(device)
         t = time.perf_counter()
         r = fn(h, hl)
@@ -68,12 +72,16 @@ def run_recommender(fn: Callable, rows: Rows, batch_size: int = 256, device="cpu
     ranked = np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[1])), constant_values=-1) for o in outs]
                             or [np.zeros((0, 0))]).astype(np.int64)  # a rank with an empty shard still gathers
     extras = gather_row_dict({k: np.concatenate(v) for k, v in extras.items()})
-    return gather_rows(ranked, fill=-1), extras, gather_rows(np.array([elapsed]))
+    ranked = gather_rows(ranked, fill=-1)  # every rank's batches, in batch order
+    if by_length:  # back to row order
+        back = np.argsort(np.concatenate([idx for idx, _ in batches]), kind="stable")
+        ranked, extras = ranked[back], {k: v[back] for k, v in extras.items()}
+    return ranked, extras, gather_rows(np.array([elapsed]))
 
 
 def evaluate(fn: Callable, rows: Rows, n_in_sample: int, method: str, dataset: str = "", split: str = "test",
              batch_size: int = 256, device="cpu", ks=DEFAULT_KS, params: dict | None = None,
-             max_rows: int | None = None, progress: bool = True) -> dict:
+             max_rows: int | None = None, progress: bool = True, by_length: bool = False) -> dict:
     """Run `fn` over `rows` and return the results dict in the shared schema (see docs/ARCHITECTURE.md).
 
     Under torch.distributed the rows are sharded over ranks and the lists gathered (`run_recommender`), so the
@@ -81,7 +89,7 @@ def evaluate(fn: Callable, rows: Rows, n_in_sample: int, method: str, dataset: s
     check_batching(batch_size, max_rows)
     if max_rows is not None:
         rows = rows.subset(slice(0, max_rows))
-    ranked, extras, rank_secs = run_recommender(fn, rows, batch_size, device, progress)
+    ranked, extras, rank_secs = run_recommender(fn, rows, batch_size, device, progress, by_length=by_length)
     secs = float(rank_secs.max())  # ranks run side by side: the run takes as long as its slowest rank
     per_row = topk_metrics(ranked, rows.target, ks)
     unseen = rows.target >= n_in_sample

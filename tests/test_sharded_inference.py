@@ -20,11 +20,14 @@ from test_ddp import _free_port
 
 from specgr.cli import main
 from specgr.data.processed import Rows
+from specgr.batching import length_batches
 from specgr.distributed import gather_rows, get_world_size, init_from_env, launched, shard_batches
 from specgr.evaluate import evaluate, run_recommender
 
 WORLD = 2
-TIMING = ("recs_per_s", "seconds", "rank_seconds", "world_size")  # the only keys allowed to differ
+# the only keys allowed to differ: timing, and the device's thread count (the workers run one thread each, the test
+# process whatever the tests before it left)
+TIMING = ("recs_per_s", "seconds", "rank_seconds", "world_size", "device")
 
 
 def _rows(n=7):
@@ -66,7 +69,9 @@ def _worker(rank: int, ports: list[int], out_dir: str, bundle: str, data_root: s
         res = {"r7": evaluate(_toy, rows, 5, "toy", batch_size=2, ks=(1, 2), progress=False),
                "r1": evaluate(_toy, rows, 5, "toy", batch_size=2, ks=(1, 2), max_rows=1, progress=False),
                "run7": run_recommender(_toy, rows, batch_size=2, progress=False)[:2],
-               "batches7": shard_batches(7, 2), "batches1": shard_batches(1, 2),
+               "r7_by_length": evaluate(_toy, rows, 5, "toy", batch_size=2, ks=(1, 2), progress=False, by_length=True),
+               "batches7": [i.tolist() for i, _ in shard_batches(length_batches(np.ones(7, int), 2, 2, False))],
+               "batches1": [i.tolist() for i, _ in shard_batches(length_batches(np.ones(1, int), 2, 2, False))],
                # uneven shapes: rank 0 (1, 2), rank 1 (3, 4)
                "gathered": gather_rows(np.full((1 + 2 * rank, 2 + 2 * rank), rank, np.float32), fill=-1)}
     torch.save(res, f"{out_dir}/rank{rank}.pt")
@@ -123,12 +128,27 @@ def test_sharded_evaluate_equals_one_process(sharded):
         for k in want_extras:
             np.testing.assert_array_equal(extras[k], want_extras[k])
         np.testing.assert_array_equal(extras["row"], np.arange(7))  # every row exactly once, in row order
+    want_by_length = evaluate(_toy, rows, 5, "toy", batch_size=2, ks=(1, 2), progress=False, by_length=True)
+    for r in sharded:  # batches by history length: other batches than in row order, the same on 2 ranks as on 1
+        _same_result(r["r7_by_length"], want_by_length)
+
+
+def test_run_recommender_by_length_returns_row_order():
+    """Rows sorted by history length (1 or 2 here) and cut to it come back in row order: each row's list starts with
+    its own row id (`_toy`), and batches of one length see one column."""
+    ranked, extras, _ = run_recommender(_toy, _rows(), batch_size=2, progress=False, by_length=True)
+    np.testing.assert_array_equal(extras["row"], np.arange(7))
+    np.testing.assert_array_equal(ranked[:, 0], np.arange(7))
+    seen = []
+    run_recommender(lambda h, hl: (seen.append(h.shape[1]), _toy(h, hl))[1], _rows(), batch_size=2, progress=False,
+                    by_length=True)
+    assert seen == [1, 1, 2, 2]  # rows 0, 2 | 4, 6 (one item) then 1, 3 | 5 (two)
 
 
 def test_rows_split_without_padding_and_empty_shard_takes_part(sharded):
     # the one-process batches, split over the ranks: rows 0-3 on rank 0, rows 4-6 on rank 1
-    assert [r["batches7"] for r in sharded] == [[slice(0, 2), slice(2, 4)], [slice(4, 6), slice(6, 7)]]
-    assert [r["batches1"] for r in sharded] == [[], [slice(0, 1)]]  # 1 row over 2 ranks: rank 0 runs nothing
+    assert [r["batches7"] for r in sharded] == [[[0, 1], [2, 3]], [[4, 5], [6]]]
+    assert [r["batches1"] for r in sharded] == [[], [[0]]]  # 1 row over 2 ranks: rank 0 runs nothing
     want = evaluate(_toy, _rows(), 5, "toy", batch_size=2, ks=(1, 2), max_rows=1, progress=False)
     for r in sharded:
         _same_result(r["r1"], want)

@@ -333,7 +333,7 @@ def test_tiger_only_and_recommend_rows(world):
 
 
 def test_length_batches_hand_case():
-    from specgr.speculate.batched import length_batches
+    from specgr.batching import length_batches
 
     hl = np.array([20, 1, 6, 5, 2, 11])
     plain = length_batches(hl, 20, 4, by_length=False)
@@ -346,7 +346,7 @@ def test_length_batches_hand_case():
 
 
 def test_batch_width_rounds_up_to_a_quarter_of_the_window():
-    from specgr.speculate.batched import batch_width
+    from specgr.batching import batch_width
 
     assert [batch_width([n], 20) for n in (1, 5, 6, 11, 16, 20)] == [5, 5, 10, 15, 20, 20]
     assert batch_width([2, 3], 3) == 3 and batch_width([1], 3) == 1  # a window of 3: steps of 1
@@ -356,7 +356,7 @@ def test_batch_width_rounds_up_to_a_quarter_of_the_window():
 def test_recommend_rows_by_length_gives_the_same_lists(world, which):
     """Batches of similar lengths, cut to their width, give every row its lists, in row order (CPU, fp32)."""
     from specgr.data.processed import Rows
-    from specgr.speculate.batched import length_batches
+    from specgr.batching import length_batches
 
     model, d, sids, hist, hl = world
     B = len(hl)
@@ -702,7 +702,7 @@ def test_bench_speculate_writes_the_run_of_record_keys(tmp_path):
 
 
 def test_bench_warms_up_every_width_the_run_uses():
-    from specgr.speculate.batched import length_batches
+    from specgr.batching import length_batches
 
     mod = _bench_module("bench_speculate")
     hl = np.array([20, 1, 6, 5, 2, 11, 3, 1])

@@ -32,6 +32,7 @@ from specgr.models.beam import NEG_INF, beam_search
 from specgr.models.scoring import candidate_lengths
 from specgr.models.tiger import EncoderState
 from specgr.sid.semantic_ids import N_DIGITS
+from specgr.batching import length_batches
 from specgr.utils import as_long, resolve_device
 from specgr.speculate import steps
 from specgr.speculate.config import SpecGRConfig
@@ -497,30 +498,6 @@ class SpecGR:
         lengths and cut the padding (`length_batches`).
         """
         return run_rows(self, rows, batch_size, k, progress, trace, by_length)
-
-
-def batch_width(hist_len, width: int) -> int:
-    """hist_len (B,) of a batch of histories padded to `width` -> the columns it needs: its longest history, rounded
-    up to a quarter of the width (5, 10, 15 or 20 of 20), so that a `GraphedRecommender` captures at most four widths.
-    Left-aligned histories lose only columns of padding, which the encoder and every decoder step's cross-attention
-    would otherwise read; the lists stay the same up to float rounding (docs/RESULTS.md §4, release 28)."""
-    step = max(1, -(-width // 4))
-    return min(width, max(step, -(-int(np.max(np.asarray(hist_len))) // step) * step))
-
-
-def length_batches(hist_len: np.ndarray, width: int, batch_size: int, by_length: bool) -> list[tuple[np.ndarray, int]]:
-    """hist_len (R,), the histories' padded width -> [(rows (b,), history width to keep)] per batch.
-
-    by_length=False: batches in row order, at the full width (the default everywhere). True: rows sorted by history
-    length (stable), each batch cut to its `batch_width`: Games test histories hold 7.4 of 20 items on average, and a
-    batch of 1,024 in row order almost always holds a full window.
-    """
-    R = len(hist_len)
-    if not by_length:
-        return [(np.arange(s, min(s + batch_size, R)), width) for s in range(0, R, batch_size)]
-    order = np.argsort(hist_len, kind="stable")
-    batches = [order[s:s + batch_size] for s in range(0, R, batch_size)]
-    return [(idx, batch_width(hist_len[idx], width)) for idx in batches]
 
 
 def run_rows(rec, rows, batch_size: int = 256, k: int | None = None, progress: bool = True,
