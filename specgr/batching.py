@@ -20,8 +20,8 @@ def length_batches(hist_len: np.ndarray, width: int, batch_size: int, by_length:
     """hist_len (R,), the histories' padded width -> [(rows (b,), history width to keep)] per batch.
 
     by_length=False: batches in row order, at the full width (the default everywhere). True: rows sorted by history
-    length (stable), each batch cut to its `batch_width`: Games test histories hold 7.4 of 20 items on average, and a
-    batch of 1,024 in row order almost always holds a full window.
+    length (stable), each batch cut to its `batch_width`: the benchmark's 20,000 Games test histories hold 7.4 of 20
+    items on average, and a batch of 1,024 of them in row order almost always holds a full window.
     """
     R = len(hist_len)
     if not by_length:
@@ -29,3 +29,9 @@ def length_batches(hist_len: np.ndarray, width: int, batch_size: int, by_length:
     order = np.argsort(hist_len, kind="stable")
     batches = [order[s:s + batch_size] for s in range(0, R, batch_size)]
     return [(idx, batch_width(hist_len[idx], width)) for idx in batches]
+
+
+def row_order(batches: list[tuple[np.ndarray, int]]) -> np.ndarray:
+    """The rows of `length_batches`' output -> (R,) the indices that put results stacked in batch order back in row
+    order."""
+    return np.argsort(np.concatenate([idx for idx, _ in batches]), kind="stable")

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from specgr.batching import length_batches
+from specgr.batching import length_batches, row_order
 from specgr.data.processed import Rows
 from specgr.distributed import gather_row_dict, gather_rows, get_rank, shard_batches
 from specgr.metrics import DEFAULT_KS, summarize, topk_metrics
@@ -74,7 +74,7 @@ def run_recommender(fn: Callable, rows: Rows, batch_size: int = 256, device="cpu
     extras = gather_row_dict({k: np.concatenate(v) for k, v in extras.items()})
     ranked = gather_rows(ranked, fill=-1)  # every rank's batches, in batch order
     if by_length:  # back to row order
-        back = np.argsort(np.concatenate([idx for idx, _ in batches]), kind="stable")
+        back = row_order(batches)
         ranked, extras = ranked[back], {k: v[back] for k, v in extras.items()}
     return ranked, extras, gather_rows(np.array([elapsed]))
 

@@ -32,7 +32,7 @@ from specgr.models.beam import NEG_INF, beam_search
 from specgr.models.scoring import candidate_lengths
 from specgr.models.tiger import EncoderState
 from specgr.sid.semantic_ids import N_DIGITS
-from specgr.batching import length_batches
+from specgr.batching import length_batches, row_order
 from specgr.utils import as_long, resolve_device
 from specgr.speculate import steps
 from specgr.speculate.config import SpecGRConfig
@@ -519,7 +519,7 @@ def run_rows(rec, rows, batch_size: int = 256, k: int | None = None, progress: b
     sec = time.perf_counter() - t0
     out = SpecGRResult.cat(parts) if parts else None
     if out is not None and by_length:  # back to row order
-        out = out.take(np.argsort(np.concatenate([idx for idx, _ in batches]), kind="stable"))
+        out = out.take(row_order(batches))
     if out is not None:
         out.timing = {"seconds": sec, "n_rows": R, "recs_per_s": R / max(sec, 1e-9), "device": str(dev)}
     return out
