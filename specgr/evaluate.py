@@ -106,6 +106,7 @@ def evaluate(fn: Callable, rows: Rows, n_in_sample: int, method: str, dataset: s
     out["rank_seconds"] = rank_secs.tolist()
     out["device"] = device_name(device)
     out["batch_size"] = batch_size
+    out["by_length"] = by_length  # how rows were batched: recs_per_s depends on it
     out["params"] = params or {}
     return out
 

@@ -66,11 +66,22 @@ class EvalConfig:
     # likelihood order (docs/RESULTS.md §2.1: width 50 loses 1.4% R@50 to exact ranking); when it differs from 50,
     # the width-50 TIGER is reported beside it (tiger_beam50*.json)
     tiger_beams: int = 50
+    # batch users of similar history lengths and cut each batch's padding (`specgr.batching.length_batches`): the
+    # same lists on the CPU, faster (docs/RESULTS.md §4, release 28); on the GPU bf16 near-ties may differ
+    by_length: bool = False
 
     def __post_init__(self):
         if isinstance(self.tiger_beams, bool) or not isinstance(self.tiger_beams, int) or self.tiger_beams < 50:
             raise ValueError(f"eval.tiger_beams={self.tiger_beams!r}: the beam must hold the K = 50 items every list is "
                              "scored at. Fix: use a whole number >= 50 (official: 50).")
+
+    def hashed(self) -> dict:
+        """The fields the evaluate stage's hash covers: by_length only when on, so that runs from before the key
+        existed keep their results."""
+        d = asdict(self)
+        if not d["by_length"]:
+            del d["by_length"]
+        return d
 
 
 # SpecGR variants: (how the config is built from the preset's `specgr` values, the knobs tuned)
@@ -463,7 +474,7 @@ class Pipeline:
             p.update(cfg.to_dict())
         p["exclude_history"] = exclude_history
         r = evaluate(fn, rows, self.ds.n_in_sample, tag or method, self.ds_name, split, batch_size=ec.batch_size,
-                     device=self.device, params=p, max_rows=max_rows, progress=False)
+                     device=self.device, params=p, max_rows=max_rows, progress=False, by_length=ec.by_length)
         if not quiet:
             self.log(f"  {tag or method:<34} {split:<5} R@10 {r['overall']['recall@10']:.4f} R@50 "
                      f"{r['overall']['recall@50']:.4f} N@50 {r['overall']['ndcg@50']:.4f} | in R@50 "
@@ -572,7 +583,7 @@ class Pipeline:
 
         ec = self.cfg.eval_cfg()
         tc = self.cfg.tune_cfg()
-        h = config_hash(asdict(ec), best, self.hashes.get("export"), self.hashes.get("sasrec"))
+        h = config_hash(ec.hashed(), best, self.hashes.get("export"), self.hashes.get("sasrec"))
         res_dir = self.results_root / self.ds_name
 
         def run():

@@ -164,6 +164,24 @@ def test_tiger_beams_below_k_is_refused_with_the_fix(bad):
         load_pipeline_config("tiny", [f"eval.tiger_beams={bad}"]).eval_cfg()
 
 
+def test_eval_by_length_gives_the_same_metrics(tiny_pipeline):
+    """eval.by_length batches users by history length: the same lists on the CPU, and the evaluate stage's hash
+    changes only when it is on."""
+    import copy
+
+    p, _ = tiny_pipeline
+    cfg = load_pipeline_config("tiny", ["eval.by_length=true"])
+    assert cfg.eval_cfg().by_length is True
+    assert "by_length" not in p.cfg.eval_cfg().hashed() and cfg.eval_cfg().hashed()["by_length"] is True
+    q = copy.copy(p)
+    q.cfg = copy.deepcopy(p.cfg)
+    q.cfg.eval = {**q.cfg.eval, "batch_size": 4, "by_length": True}
+    for method in ("tiger", "specgr++"):
+        plain, cut = p._eval(method, max_rows=24, quiet=True), q._eval(method, max_rows=24, quiet=True)
+        assert plain["overall"] == cut["overall"] and plain["n_rows"] == cut["n_rows"] == 24
+        assert (plain["by_length"], cut["by_length"]) == (False, True)
+
+
 def test_export_of_new_tuned_values_needs_no_training_directories(tiny_run, tmp_path):
     """The export after `tune` only records new values: with the same weights it rewrites them in the bundle in place,
     so a run restored from its bundle alone (no tiger / specgr_pp / aux directories) can still tune and export."""

@@ -581,8 +581,11 @@ def test_graphed_recommender_equals_eager(world, which):
     b3 = graphed.recommend_rows(Short, k=10, progress=False, by_length=True)
     assert torch.equal(a3.items, b3.items) and torch.allclose(a3.scores, b3.scores, equal_nan=True)
     assert sorted(graphed._captured) == [(5, 10), (20, 10)]
+    # one pool: the second capture may reuse the first's beam states. Each replays right after the other's replays
     b4 = graphed.recommend_rows(Rows, k=10, progress=False)  # the first capture again, after the second
     assert torch.equal(a.items, b4.items) and torch.allclose(a.scores, b4.scores, equal_nan=True)
+    b5 = graphed.recommend_rows(Short, k=10, progress=False, by_length=True)
+    assert torch.equal(a3.items, b5.items) and torch.allclose(a3.scores, b5.scores, equal_nan=True)
 
 
 @pytest.mark.gpu

@@ -79,9 +79,8 @@ def prefix_digit_logprobs(model: TIGER, state: EncoderState, cand_tokens: torch.
     # the parent beam: constrained beams are distinct prefixes, so at most one matches (none for pads: beam 0)
     match = (cand_tokens[:, :, None, :L] == beam.tokens[:, None]).all(-1) & beam.valid[:, None]  # (B, R, W)
     parent = match.int().argmax(-1)  # (B, R)
-    rows = torch.arange(B, device=parent.device)[:, None]
     flat = parent_rows(parent, W)  # (B*R,) each draft's parent row among the B*W beams
-    parts = [beam.logprobs[rows, parent].float()]  # digits 1..L: the parent's own
+    parts = [beam.logprobs.reshape(B * W, L)[flat].view(B, R, L).float()]  # digits 1..L: the parent's own
     cache, start = beam.past, L  # decode inputs c_{start-1}..c_3 for digits start..4
     if advance is not None:  # digit L+1 from the shared step; decoding starts one input later, on its cache
         parts.append(advance.logprobs.reshape(B * W, -1)[flat, cand_tokens[..., L].reshape(-1)].view(B, R, 1).float())

@@ -164,6 +164,10 @@ class GraphedRecommender:
         self.phase_ms: Counter | None = None  # set to a Counter to time each phase: {name: ms, summed over batches}
         self.device, self.sids = rec.device, rec.sids
         self._captured: dict[tuple[int, int | None], _Captured] = {}
+        # one memory pool for every capture (each history width and K, `recommend_rows(by_length=True)` captures up to
+        # four): a capture keeps only the buffers a later replay of it reads before writing (`_capture_phases`), so
+        # the rest of its memory serves the next capture
+        self._pool = None
 
     @property
     def sizes(self) -> list[int]:
@@ -182,6 +186,11 @@ class GraphedRecommender:
             raise RuntimeError(f"CUDA graph capture of {type(self.rec).__name__} failed: {e}. Fix: run it without "
                                "GraphedRecommender (a step of this configuration synchronises with the host).") from e
 
+    def _graph_pool(self):
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        return self._pool
+
     def _warm_up(self, fn) -> None:
         """Run fn WARMUP_RUNS times eagerly on the side stream, before a capture of the same shapes."""
         side = warmup_stream(self.device)
@@ -193,7 +202,7 @@ class GraphedRecommender:
 
     def _capture_whole(self, h: torch.Tensor, n: torch.Tensor, k: int | None) -> _Captured:
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, pool=self._graph_pool()):  # what the host reads, `out`, stays held
             out = self.rec._recommend(h, n, k)
         return _Captured(graph, h, n, out)
 
@@ -203,8 +212,14 @@ class GraphedRecommender:
         after any round and go to the final lists: those read only buffers of the encoder phase, which every replay
         re-initialises, and the phases it skips only ever wrote rows whose users were done. Every graph's inputs are
         the encoder phase's buffers, its chain's rows and encoder state, and the outputs of the phase before it (or
-        what a move to fewer rows copied there), all held by the chains: no later capture reuses their memory."""
-        rec, pool = self.rec, torch.cuda.graph_pool_handle()
+        what a move to fewer rows copied there).
+
+        Memory: the chains keep the encoder phase's buffers, the final lists, the host-read counts and every buffer
+        made outside a graph (a smaller chain's first inputs); no later capture may reuse those. The beam states that
+        one phase passes to the next are let go once every graph is captured: a replay rewrites each of them before
+        reading it, so the next capture in the pool (another width, by length) can reuse their memory; replays of two
+        captures never interleave."""
+        rec, pool = self.rec, self._graph_pool()
 
         def captured(fn):
             g = torch.cuda.CUDAGraph()
@@ -252,6 +267,10 @@ class GraphedRecommender:
         for a, b, p in ((a, b, p) for a in chains for b in chains if b.size < a.size for p in b.ins if p in a.ins):
             self._warm_up(lambda: move(a, b, p))  # it only overwrites b's input buffers
             moves[a.size, b.size, p] = captured(lambda: move(a, b, p))[0]
+        for c in chains:  # let go of the states between phases (see above); a chain's first inputs stay
+            first = min(c.ins)
+            c.lp.beam, c.lp.adv = c.ins[first]
+            c.ins = {first: c.ins[first]}
         return _Captured(begin, h, n, out, chains, end, moves)
 
     @torch.inference_mode()
