@@ -142,7 +142,7 @@ def test_run_recommender_by_length_returns_row_order():
     seen = []
     run_recommender(lambda h, hl: (seen.append(h.shape[1]), _toy(h, hl))[1], _rows(), batch_size=2, progress=False,
                     by_length=True)
-    assert seen == [1, 1, 2, 2]  # rows 0, 2 | 4, 6 (one item) then 1, 3 | 5 (two)
+    assert seen == [2, 2, 1, 1]  # longest first: rows 1, 3 | 5, 0 (width 2), then 2, 4 | 6 (one item)
 
 
 def test_rows_split_without_padding_and_empty_shard_takes_part(sharded):

@@ -338,9 +338,9 @@ def test_length_batches_hand_case():
     hl = np.array([20, 1, 6, 5, 2, 11])
     plain = length_batches(hl, 20, 4, by_length=False)
     assert [(i.tolist(), w) for i, w in plain] == [([0, 1, 2, 3], 20), ([4, 5], 20)]
-    # sorted (stable) by length; widths rounded up to a quarter of 20 (5): max 6 -> 10, max 20 -> 20
-    assert [(i.tolist(), w) for i, w in length_batches(hl, 20, 4, by_length=True)] == [([1, 4, 3, 2], 10),
-                                                                                       ([5, 0], 20)]
+    # sorted (stable) by length, longest first; widths rounded up to a quarter of 20 (5): max 20 -> 20, max 2 -> 5
+    assert [(i.tolist(), w) for i, w in length_batches(hl, 20, 4, by_length=True)] == [([0, 5, 2, 3], 20),
+                                                                                       ([4, 1], 5)]
     assert length_batches(np.array([1, 2]), 20, 4, True)[0][1] == 5  # at least one step
     assert length_batches(np.array([3]), 3, 4, True)[0][1] == 3  # never wider than the histories
 
