@@ -708,7 +708,7 @@ def test_bench_warms_up_every_width_the_run_uses():
     from specgr.batching import length_batches
 
     mod = _bench_module("bench_speculate")
-    hl = np.array([20, 1, 6, 5, 2, 11, 3, 1])
+    hl = np.array([20, 1, 6, 5, 2, 11, 3, 1, 12])  # by length, longest first: 20, 12, 11 | 6, 5, 3 | 2, 1, 1
     hist = np.where(np.arange(20)[None] < hl[:, None], 7, -1)
     for by_length in (False, True):
         warm = mod.warm_up_batches(hist, hl, 3, by_length)
