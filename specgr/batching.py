@@ -22,9 +22,9 @@ def length_batches(hist_len: np.ndarray, width: int, batch_size: int, by_length:
     by_length=False: batches in row order, at the full width (the default everywhere). True: rows sorted by history
     length, longest first (stable), each batch cut to its `batch_width`: the benchmark's 20,000 Games test histories
     hold 7.4 of 20 items on average, and a batch of 1,024 of them in row order almost always holds a full window.
-    Longest first, so that compiled code first sees the full width, as in row order: Inductor's dynamic kernels keep
-    what they first saw, and shortest first left 0.821 of 2,048 GPU lists equal to the one-user reference's, against
-    0.903 in row order (docs/RESULTS.md §4, release 29).
+    Longest first, so that compiled code first sees the full width, as in row order: the compiled kernels depend on
+    the shapes they were first compiled for, and shortest first left 0.821 of 2,048 GPU lists equal to the one-user
+    reference's, longest first 0.906, row order 0.903 (docs/RESULTS.md §4, release 29).
     """
     R = len(hist_len)
     if not by_length:
