@@ -26,10 +26,11 @@ def length_batches(hist_len: np.ndarray, width: int, batch_size: int, by_length:
     the shapes they were first compiled for, and shortest first left 0.821 of 2,048 GPU lists equal to the one-user
     reference's, longest first 0.906, row order 0.903 (docs/RESULTS.md §4, release 29).
     """
+    hist_len = np.asarray(hist_len)  # a list too: its batches are indexed by row arrays below
     R = len(hist_len)
     if not by_length:
         return [(np.arange(s, min(s + batch_size, R)), width) for s in range(0, R, batch_size)]
-    order = np.argsort(-np.asarray(hist_len), kind="stable")
+    order = np.argsort(-hist_len, kind="stable")
     batches = [order[s:s + batch_size] for s in range(0, R, batch_size)]
     return [(idx, batch_width(hist_len[idx], width)) for idx in batches]
 
