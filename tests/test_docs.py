@@ -94,6 +94,27 @@ def test_docs_commands_parse(where, args):
         assert e.code == 0, f"{where}: {err.getvalue().strip()}"
 
 
+def test_docs_cite_nothing_outside_the_repository():
+    """Docs and code cite the paper or files of this repository: a path into the folder beside the checkout (where CI
+    keeps its data mirror) would be a dead link for every reader. `.ci/run` itself may point there."""
+    import subprocess
+
+    try:
+        files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    hits = []
+    for name in files.splitlines():
+        path = ROOT / name
+        if name.startswith(".ci/") or path.suffix not in {".md", ".py", ".yaml", ".ipynb", ".sh", ".txt"}:
+            continue
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        hits += [f"{name}: {m.group(0)}" for m in re.finditer(r"\.\./shared/\S*", text)]
+    assert not hits, f"cite the paper or a file in this repository instead: {hits}"
+
+
 def readme_python(i: int = 0) -> str:
     """The README's i-th Python snippet (0: the front door, 1: many users on a GPU)."""
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
