@@ -7,6 +7,7 @@ import contextlib
 import io
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -94,11 +95,12 @@ def test_docs_commands_parse(where, args):
         assert e.code == 0, f"{where}: {err.getvalue().strip()}"
 
 
+TEXT_SUFFIXES = {".md", ".py", ".yaml", ".ipynb", ".sh", ".txt"}
+
+
 def test_docs_cite_nothing_outside_the_repository():
     """Docs and code cite the paper or files of this repository: a path into the folder beside the checkout (where CI
     keeps its data mirror) would be a dead link for every reader. `.ci/run` itself may point there."""
-    import subprocess
-
     try:
         files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
@@ -106,12 +108,9 @@ def test_docs_cite_nothing_outside_the_repository():
     hits = []
     for name in files.splitlines():
         path = ROOT / name
-        if name.startswith(".ci/") or path.suffix not in {".md", ".py", ".yaml", ".ipynb", ".sh", ".txt"}:
+        if name.startswith(".ci/") or path.suffix not in TEXT_SUFFIXES or not path.is_file():
             continue
-        if not path.is_file():
-            continue
-        text = path.read_text(errors="replace")
-        hits += [f"{name}: {m.group(0)}" for m in re.finditer(r"\.\./shared/\S*", text)]
+        hits += [f"{name}: {m.group(0)}" for m in re.finditer(r"\.\./shared/\S*", path.read_text(errors="replace"))]
     assert not hits, f"cite the paper or a file in this repository instead: {hits}"
 
 
